@@ -1,0 +1,240 @@
+//! Configuration in two layers: `Raw` is what the file and the environment say, with
+//! unknown keys rejected; `Config` is what the daemon runs on, validated, with every
+//! default filled in. `config/tokend.toml` documents every key; a test checks that its
+//! documented defaults are the `DEFAULT_*` constants here.
+//!
+//! Sources, later ones winning: the built-in defaults; the file (`--config`, else
+//! `$TOKEND_CONFIG`, else `/etc/tokend/tokend.toml` if it exists); environment variables
+//! `TOKEND_<SECTION>__<KEY>`; `TOKEND_SOCKET`; command-line flags.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/tokend/tokend.toml";
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+const SOCKET_NAME: &str = "tokend.sock";
+const DB_NAME: &str = "tokens.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or parsed, or a key is unknown or ill-typed; the
+    /// message names the file and the key.
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value parsed but is out of range.
+    #[error("configuration key `{key}`: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+/// The validated configuration the daemon runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub socket: SocketConfig,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+    /// The file the configuration came from, if any (for the log and for reloads).
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketConfig {
+    pub path: PathBuf,
+    /// Group allowed to connect (socket 0660, directory 0750); `None`: the owner only.
+    pub group: Option<String>,
+    pub max_request_bytes: usize,
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests before giving up on them.
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    pub busy_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `tokend=debug`); `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Raw {
+    socket: RawSocket,
+    store: RawStore,
+    log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSocket {
+    path: Option<PathBuf>,
+    group: Option<String>,
+    max_request_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    #[serde(with = "humantime_serde")]
+    shutdown_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    path: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    busy_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    level: Option<String>,
+}
+
+impl Config {
+    /// Loads the configuration. `file` is `--config`; `env` is the process environment
+    /// (a parameter so tests need not touch the real one).
+    pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let source = file
+            .map(Path::to_owned)
+            .or_else(|| env.get("TOKEND_CONFIG").map(PathBuf::from))
+            .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()));
+        let mut builder = config::Config::builder();
+        if let Some(path) = &source {
+            builder = builder
+                .add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
+        }
+        // Only `TOKEND_<SECTION>__<KEY>` names are configuration; `TOKEND_SOCKET` and
+        // `TOKEND_CONFIG` are read separately, and other tools' `TOKEND_*` are not ours.
+        let overrides: HashMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| {
+                k.strip_prefix("TOKEND_")
+                    .is_some_and(|rest| rest.contains("__"))
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("TOKEND")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(overrides)),
+        );
+        let raw: Raw = builder.build()?.try_deserialize()?;
+        let mut config = Config::validate(raw, env)?;
+        config.source = source;
+        if let Some(socket) = env.get("TOKEND_SOCKET").filter(|s| !s.is_empty()) {
+            config.socket.path = PathBuf::from(socket);
+        }
+        Ok(config)
+    }
+
+    fn validate(raw: Raw, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let max_request_bytes = raw
+            .socket
+            .max_request_bytes
+            .unwrap_or(DEFAULT_MAX_REQUEST_BYTES);
+        if !(1024..=16 * 1024 * 1024).contains(&max_request_bytes) {
+            return Err(invalid(
+                "socket.max_request_bytes",
+                "must be from 1024 to 16777216",
+            ));
+        }
+        let max_connections = raw
+            .socket
+            .max_connections
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            return Err(invalid("socket.max_connections", "must be at least 1"));
+        }
+        let level = raw
+            .log
+            .level
+            .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned());
+        if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+            return Err(invalid(
+                "log.level",
+                format!("{level:?} is not a log filter (try `info` or `tokend=debug`)"),
+            ));
+        }
+        Ok(Config {
+            socket: SocketConfig {
+                path: non_empty(raw.socket.path, "socket.path")?
+                    .unwrap_or_else(|| default_socket_path(env)),
+                group: raw.socket.group.filter(|g| !g.is_empty()),
+                max_request_bytes,
+                max_connections,
+                shutdown_timeout: raw
+                    .socket
+                    .shutdown_timeout
+                    .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+            },
+            store: StoreConfig {
+                path: non_empty(raw.store.path, "store.path")?
+                    .unwrap_or_else(|| default_db_path(env)),
+                busy_timeout: raw.store.busy_timeout.unwrap_or(DEFAULT_BUSY_TIMEOUT),
+            },
+            log: LogConfig { level },
+            source: None,
+        })
+    }
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+fn non_empty(path: Option<PathBuf>, key: &'static str) -> Result<Option<PathBuf>, ConfigError> {
+    match path {
+        Some(p) if p.as_os_str().is_empty() => Ok(None),
+        Some(p) if p.is_relative() => Err(invalid(key, "must be an absolute path")),
+        other => Ok(other),
+    }
+}
+
+/// `$RUNTIME_DIRECTORY/tokend.sock` under systemd, else `$XDG_RUNTIME_DIR/tokend/tokend.sock`,
+/// else `/tmp/tokend-<uid>/tokend.sock` (a private directory, as ssh-agent does).
+pub fn default_socket_path(env: &HashMap<String, String>) -> PathBuf {
+    let var = |k: &str| env.get(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = var("RUNTIME_DIRECTORY") {
+        return first_dir(&dir).join(SOCKET_NAME);
+    }
+    if let Some(dir) = var("XDG_RUNTIME_DIR") {
+        return dir.join("tokend").join(SOCKET_NAME);
+    }
+    PathBuf::from(format!("/tmp/tokend-{}", nix::unistd::getuid())).join(SOCKET_NAME)
+}
+
+/// `$STATE_DIRECTORY/tokens.db` under systemd, else `$XDG_STATE_HOME/tokend/tokens.db`,
+/// else `~/.local/state/tokend/tokens.db`.
+pub fn default_db_path(env: &HashMap<String, String>) -> PathBuf {
+    let var = |k: &str| env.get(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = var("STATE_DIRECTORY") {
+        return first_dir(&dir).join(DB_NAME);
+    }
+    let state_home = var("XDG_STATE_HOME")
+        .or_else(|| var("HOME").map(|h| h.join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("/var/lib"));
+    state_home.join("tokend").join(DB_NAME)
+}
+
+/// systemd passes a colon-separated list when a unit names several directories.
+fn first_dir(list: &Path) -> PathBuf {
+    let s = list.to_string_lossy();
+    PathBuf::from(s.split(':').next().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,283 @@
+//! One client connection: framing, pipelining and dispatch.
+//!
+//! Each connection runs as its own task, so a slow or stuck client delays nobody else.
+//! Requests are read and sent on to the store without waiting for earlier replies to be
+//! written (a connection that waits for each reply before reading the next request loses
+//! an order of magnitude of pipelined throughput), and replies are written in request
+//! order. At most `MAX_IN_FLIGHT` requests per connection are outstanding: a client that
+//! writes without reading gets backpressure, not unbounded memory.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix::Addr;
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::FutureExt;
+use serde_json::Value;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::UnixStream;
+use tokio_util::codec::{Decoder, FramedRead};
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::{self, Answer, Code, Request, WireError};
+use crate::store::{self, StoreActor};
+
+/// Requests one connection may have outstanding before it stops reading.
+const MAX_IN_FLIGHT: usize = 128;
+
+/// What the rest of the daemon offers a connection.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Addr<StoreActor>,
+}
+
+type PendingReply = Pin<Box<dyn Future<Output = Vec<u8>>>>;
+
+/// Serves one connection until the client hangs up or `shutdown` fires; on shutdown,
+/// requests already read are still answered.
+pub async fn serve(
+    stream: UnixStream,
+    services: Services,
+    max_line: usize,
+    shutdown: CancellationToken,
+) {
+    let (read, write) = stream.into_split();
+    let mut requests = FramedRead::new(read, LineCodec::new(max_line));
+    let mut out = BufWriter::new(write);
+    let mut pending: FuturesOrdered<PendingReply> = FuturesOrdered::new();
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            biased;
+            Some(reply) = pending.next(), if !pending.is_empty() => {
+                if out.write_all(&reply).await.is_err() {
+                    return;
+                }
+                // Write every reply that is already done, then flush once.
+                while let Some(Some(reply)) = pending.next().now_or_never() {
+                    if out.write_all(&reply).await.is_err() {
+                        return;
+                    }
+                }
+                if out.flush().await.is_err() {
+                    return;
+                }
+            }
+            frame = requests.next(), if reading && pending.len() < MAX_IN_FLIGHT => match frame {
+                Some(Ok(Frame::Line(line))) => pending.push_back(handle(&line, &services)),
+                Some(Ok(Frame::TooLong)) => pending.push_back(ready(&Value::Null, Err(WireError::new(
+                    Code::TooLarge,
+                    format!("request line longer than {max_line} bytes; it was skipped"),
+                )))),
+                // A read error or end of input: answer what was read, then close.
+                Some(Err(_)) | None => reading = false,
+            },
+            () = shutdown.cancelled(), if reading => reading = false,
+        }
+        if !reading && pending.is_empty() {
+            break;
+        }
+    }
+    let _ = out.shutdown().await;
+}
+
+/// Parses one line and starts its work; the future yields the encoded reply line.
+fn handle(line: &[u8], services: &Services) -> PendingReply {
+    let (seq, request) = protocol::parse(line);
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => return ready(&seq, Err(e)),
+    };
+    let services = services.clone();
+    Box::pin(async move {
+        let result = dispatch(request, &services).await;
+        let mut out = Vec::with_capacity(512);
+        protocol::encode(&seq, &result, &mut out);
+        out
+    })
+}
+
+fn ready(seq: &Value, result: Result<Answer, WireError>) -> PendingReply {
+    let mut out = Vec::with_capacity(128);
+    protocol::encode(seq, &result, &mut out);
+    Box::pin(std::future::ready(out))
+}
+
+/// Every operation, each a hand-off to the actor that does it.
+async fn dispatch(request: Request, s: &Services) -> Result<Answer, WireError> {
+    let store = &s.store;
+    let answer = match request {
+        Request::SaveToken { token } => Answer::Token {
+            token: Some(ask(store.send(store::Save(token))).await?),
+        },
+        Request::FindToken { token } => Answer::Token {
+            token: ask(store.send(store::Find(token))).await?,
+        },
+        Request::FindTokenById { token_id } => Answer::Token {
+            token: ask(store.send(store::FindById(token_id))).await?,
+        },
+        Request::DeleteToken { token_id } => Answer::Deleted {
+            deleted: ask(store.send(store::Delete(token_id))).await?,
+        },
+        Request::GetTokens { limit, after } => {
+            let (tokens, next) = ask(store.send(store::List { after, limit })).await?;
+            Answer::Tokens { tokens, next }
+        }
+        Request::DeleteTokens => Answer::DeletedCount {
+            deleted: ask(store.send(store::DeleteAll)).await?,
+        },
+        Request::Ping => Answer::Pong {
+            version: env!("CARGO_PKG_VERSION"),
+            protocol: protocol::PROTOCOL_VERSION,
+            tokens: ask(store.send(store::Count)).await?,
+        },
+    };
+    Ok(answer)
+}
+
+/// Awaits an actor's reply; a mailbox error means the actor has stopped.
+async fn ask<T, E: Into<WireError>>(
+    sent: impl Future<Output = Result<Result<T, E>, actix::MailboxError>>,
+) -> Result<T, WireError> {
+    match sent.await {
+        Ok(result) => result.map_err(Into::into),
+        Err(_) => Err(WireError::new(
+            Code::ShuttingDown,
+            "tokend is shutting down",
+        )),
+    }
+}
+
+/// One unit of input: a complete line, or the news that a line was too long (and was
+/// skipped up to its newline). Both are items, not errors, so the stream goes on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    Line(Bytes),
+    TooLong,
+}
+
+/// Splits input at `\n`, never buffering more than `max` bytes of one line.
+pub struct LineCodec {
+    max: usize,
+    /// Skipping the rest of an over-long line until its newline.
+    discarding: bool,
+}
+
+impl LineCodec {
+    pub fn new(max: usize) -> LineCodec {
+        LineCodec {
+            max,
+            discarding: false,
+        }
+    }
+}
+
+impl Decoder for LineCodec {
+    type Item = Frame;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, std::io::Error> {
+        loop {
+            let newline = buf.iter().position(|&b| b == b'\n');
+            if self.discarding {
+                match newline {
+                    Some(i) => {
+                        buf.advance(i + 1);
+                        self.discarding = false;
+                        return Ok(Some(Frame::TooLong));
+                    }
+                    None => {
+                        buf.clear();
+                        return Ok(None);
+                    }
+                }
+            }
+            match newline {
+                Some(i) if i > self.max => self.discarding = true,
+                Some(i) => {
+                    let mut line = buf.split_to(i + 1).freeze();
+                    line.truncate(i);
+                    // Blank lines (keep-alives, a stray CRLF) are skipped, not answered.
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    return Ok(Some(Frame::Line(line)));
+                }
+                None if buf.len() > self.max => self.discarding = true,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// A half-written line at disconnect is dropped: it was never a request.
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, std::io::Error> {
+        let frame = self.decode(buf)?;
+        buf.clear();
+        Ok(frame)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(max: usize, input: &[u8]) -> Vec<Frame> {
+        let mut codec = LineCodec::new(max);
+        let mut buf = BytesMut::from(input);
+        let mut out = Vec::new();
+        while let Some(f) = codec.decode(&mut buf).unwrap() {
+            out.push(f);
+        }
+        if let Some(f) = codec.decode_eof(&mut buf).unwrap() {
+            out.push(f);
+        }
+        out
+    }
+
+    #[test]
+    fn splits_lines_and_skips_blank_ones() {
+        assert_eq!(
+            frames(100, b"a\n\r\n\nbb\n"),
+            vec![
+                Frame::Line(Bytes::from_static(b"a")),
+                Frame::Line(Bytes::from_static(b"bb"))
+            ]
+        );
+    }
+
+    #[test]
+    fn an_over_long_line_becomes_one_too_long_and_the_next_line_survives() {
+        let mut input = vec![b'x'; 50];
+        input.extend_from_slice(b"\nok\n");
+        assert_eq!(
+            frames(10, &input),
+            vec![Frame::TooLong, Frame::Line(Bytes::from_static(b"ok"))]
+        );
+    }
+
+    #[test]
+    fn an_over_long_line_arriving_in_pieces_is_never_buffered_whole() {
+        let mut codec = LineCodec::new(10);
+        let mut buf = BytesMut::new();
+        for _ in 0..100 {
+            buf.extend_from_slice(&[b'x'; 7]);
+            assert_eq!(codec.decode(&mut buf).unwrap(), None);
+            assert!(buf.len() <= 17, "buffered {}", buf.len());
+        }
+        buf.extend_from_slice(b"\nnext\n");
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(Frame::TooLong));
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            Some(Frame::Line(Bytes::from_static(b"next")))
+        );
+    }
+
+    #[test]
+    fn a_half_line_at_eof_is_dropped() {
+        assert_eq!(
+            frames(100, b"a\npartial"),
+            vec![Frame::Line(Bytes::from_static(b"a"))]
+        );
+    }
+}

@@ -1,0 +1,409 @@
+//! The SQLite database behind the store actor: schema, migrations and every query.
+//!
+//! Only `store.rs` uses this module, so the store actor's thread is the only place SQL
+//! runs. Every value is bound as a parameter; no value is ever formatted into SQL.
+//! Writes come in batches (`apply_batch`): one transaction and one fsync for all the
+//! saves that arrived together, each in its own savepoint so one bad save does not undo
+//! the others.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::error::StoreError;
+use crate::model::{Lookup, Meta, StoredToken, Token, TokenState};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+/// Append only: a released migration is never edited.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tokens (
+    id              TEXT PRIMARY KEY NOT NULL,
+    user_name       TEXT,
+    client_id       TEXT,
+    client_secret   TEXT,
+    refresh_token   TEXT,
+    access_token    TEXT,
+    grant_token     TEXT,
+    expiry_time     TEXT,
+    redirect_url    TEXT,
+    api_domain      TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    last_used_at    INTEGER,
+    state           TEXT NOT NULL DEFAULT 'active',
+    failures        INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    next_refresh_at INTEGER,
+    -- Paging order: shorter ids first, so generated ids page as numbers ("9" before "10").
+    page_key        TEXT GENERATED ALWAYS AS (printf('%010d', length(id)) || id) VIRTUAL
+) STRICT;
+-- One row per user: the database itself refuses a duplicate.
+CREATE UNIQUE INDEX tokens_user_name ON tokens(user_name) WHERE user_name IS NOT NULL;
+CREATE INDEX tokens_access_token ON tokens(access_token) WHERE access_token IS NOT NULL;
+CREATE INDEX tokens_refresh_token ON tokens(refresh_token) WHERE refresh_token IS NOT NULL;
+CREATE INDEX tokens_grant_token ON tokens(grant_token) WHERE grant_token IS NOT NULL;
+CREATE INDEX tokens_page_key ON tokens(page_key);
+CREATE INDEX tokens_next_refresh ON tokens(next_refresh_at) WHERE next_refresh_at IS NOT NULL;
+-- The next generated id. Only grows, so an id is never handed out twice, even after
+-- its token is deleted (unlike max(id)+1).
+CREATE TABLE id_counter (next INTEGER NOT NULL);
+INSERT INTO id_counter (next) VALUES (1);
+"#];
+
+const COLUMNS: &str = "id, user_name, client_id, client_secret, refresh_token, access_token, \
+     grant_token, expiry_time, redirect_url, api_domain, created_at, updated_at, \
+     last_used_at, state, failures, last_error, next_refresh_at";
+
+/// A write the store actor batches into one transaction.
+#[derive(Debug)]
+pub enum Write {
+    Save(Token),
+    Delete(String),
+    DeleteAll,
+}
+
+/// What a write did, for the caller's reply and for the actors that follow changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Saved(StoredToken),
+    Deleted { id: String, existed: bool },
+    DeletedAll(u64),
+}
+
+/// The open database. Not `Sync`: it lives on the store actor's thread.
+pub struct Db {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path, busy_timeout: Duration) -> Result<Db, StoreError> {
+        let at = |e: rusqlite::Error| StoreError::Open {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_private_dir(dir).map_err(|e| StoreError::CreateDir {
+                path: dir.to_owned(),
+                reason: e.to_string(),
+            })?;
+        }
+        let mut conn = Connection::open(path).map_err(at)?;
+        conn.busy_timeout(busy_timeout).map_err(at)?;
+        // WAL lets readers and the writer proceed together; synchronous=FULL makes every
+        // commit wait for fsync, so an acknowledged save survives power loss, not only a
+        // crash. Group commit (see `apply_batch`) pays for that.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(at)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %path.display(), %mode, "SQLite refused WAL mode");
+        }
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(at)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        migrate(&mut conn).map_err(at)?;
+        Ok(Db {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn find_by_id(&self, id: &str) -> Result<Option<StoredToken>, StoreError> {
+        find_by_id(&self.conn, id)
+    }
+
+    pub fn find(&self, token: &Token) -> Result<Option<StoredToken>, StoreError> {
+        match token.lookup() {
+            Some(lookup) => find(&self.conn, lookup),
+            None => Ok(None),
+        }
+    }
+
+    /// One page of tokens after `after` (exclusive) in paging order, and the cursor for
+    /// the next page when there may be one.
+    pub fn list(
+        &self,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<(Vec<StoredToken>, Option<String>), StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM tokens WHERE ?1 IS NULL OR page_key > printf('%010d', length(?1)) || ?1 \
+             ORDER BY page_key LIMIT ?2"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        // SQLite treats a negative LIMIT as no limit.
+        let limit_sql = limit.map_or(-1, i64::from);
+        let tokens = stmt
+            .query_map(params![after, limit_sql], read_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = match limit {
+            Some(n) if tokens.len() == n as usize && n > 0 => {
+                tokens.last().map(|t| t.id().to_owned())
+            }
+            _ => None,
+        };
+        Ok((tokens, next))
+    }
+
+    pub fn count(&self) -> Result<u64, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT count(*) FROM tokens")?;
+        Ok(stmt.query_row([], |r| r.get(0))?)
+    }
+
+    /// Applies `writes` in one transaction, each in its own savepoint. Returns one outcome
+    /// per write, in order. `Err` means the commit itself failed: nothing was written.
+    pub fn apply_batch(
+        &mut self,
+        writes: &[Write],
+        now: i64,
+    ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+        let mut tx = self.conn.transaction()?;
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for write in writes {
+            let sp = tx.savepoint()?;
+            let outcome = apply(&sp, write, now);
+            if outcome.is_ok() {
+                sp.commit()?;
+            } // else the savepoint rolls back when dropped
+            outcomes.push(outcome);
+        }
+        tx.commit()?;
+        Ok(outcomes)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let done: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (n, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        // PRAGMA takes no parameters; `n` is our own loop counter, not a value from outside.
+        tx.execute_batch(&format!("PRAGMA user_version = {}", n + 1))?;
+        tx.commit()?;
+        tracing::info!(version = n + 1, "database schema migrated");
+    }
+    Ok(())
+}
+
+/// Creates `dir` (and parents) readable only by the daemon's user: the database holds
+/// refresh tokens.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+fn apply(tx: &Connection, write: &Write, now: i64) -> Result<Outcome, StoreError> {
+    match write {
+        Write::Save(token) => save(tx, token.clone(), now).map(Outcome::Saved),
+        Write::Delete(id) => {
+            let n = tx
+                .prepare_cached("DELETE FROM tokens WHERE id = ?1")?
+                .execute([id])?;
+            Ok(Outcome::Deleted {
+                id: id.clone(),
+                existed: n > 0,
+            })
+        }
+        Write::DeleteAll => Ok(Outcome::DeletedAll(
+            tx.prepare_cached("DELETE FROM tokens")?.execute([])? as u64,
+        )),
+    }
+}
+
+/// The SDK's `save_token`: update the token this one means, or insert it as new.
+fn save(tx: &Connection, token: Token, now: i64) -> Result<StoredToken, StoreError> {
+    let existing = match token.id.as_deref() {
+        Some(id) => find_by_id(tx, id)?,
+        None => None,
+    };
+    // Falling back to the matching rules even when an unknown id was given keeps the
+    // one-row-per-user promise: an id must not let a save duplicate a user.
+    let existing = match existing {
+        Some(found) => Some(found),
+        None => match token.lookup() {
+            Some(lookup) => find(tx, lookup)?,
+            None => None,
+        },
+    };
+    match existing {
+        Some(mut stored) => {
+            stored.token.merge_from(token);
+            stored.meta.updated_at = now;
+            stored.meta.last_used_at = Some(now);
+            update(tx, &stored)?;
+            Ok(stored)
+        }
+        None if !token.has_credential() => Err(StoreError::IncompleteToken),
+        None => {
+            let mut token = token;
+            if token.id.is_none() {
+                token.id = Some(next_id(tx)?);
+            }
+            let stored = StoredToken {
+                token,
+                meta: Meta {
+                    created_at: now,
+                    updated_at: now,
+                    last_used_at: Some(now),
+                    ..Meta::default()
+                },
+            };
+            insert(tx, &stored)?;
+            Ok(stored)
+        }
+    }
+}
+
+fn next_id(tx: &Connection) -> Result<String, StoreError> {
+    loop {
+        let n: i64 = tx
+            .prepare_cached("UPDATE id_counter SET next = next + 1 RETURNING next - 1")?
+            .query_row([], |r| r.get(0))?;
+        let id = n.to_string();
+        // An imported token may already use this number as its id: skip it.
+        if find_by_id(tx, &id)?.is_none() {
+            return Ok(id);
+        }
+    }
+}
+
+fn insert(tx: &Connection, t: &StoredToken) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO tokens ({COLUMNS}) VALUES \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+    );
+    tx.prepare_cached(&sql)?
+        .execute(row_params(t).as_slice())
+        .map_err(conflict)?;
+    Ok(())
+}
+
+fn update(tx: &Connection, t: &StoredToken) -> Result<(), StoreError> {
+    let sql = "UPDATE tokens SET user_name = ?2, client_id = ?3, client_secret = ?4, \
+         refresh_token = ?5, access_token = ?6, grant_token = ?7, expiry_time = ?8, \
+         redirect_url = ?9, api_domain = ?10, created_at = ?11, updated_at = ?12, \
+         last_used_at = ?13, state = ?14, failures = ?15, last_error = ?16, \
+         next_refresh_at = ?17 WHERE id = ?1";
+    tx.prepare_cached(sql)?
+        .execute(row_params(t).as_slice())
+        .map_err(conflict)?;
+    Ok(())
+}
+
+/// A unique-index violation on save means the save would give a second token an
+/// existing user_name: a caller error, not a database failure.
+fn conflict(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict,
+        _ => StoreError::from(e),
+    }
+}
+
+fn row_params(t: &StoredToken) -> [&dyn rusqlite::ToSql; 17] {
+    let (k, m) = (&t.token, &t.meta);
+    [
+        &k.id,
+        &k.user_name,
+        &k.client_id,
+        &k.client_secret,
+        &k.refresh_token,
+        &k.access_token,
+        &k.grant_token,
+        &k.expiry_time,
+        &k.redirect_url,
+        &k.api_domain,
+        &m.created_at,
+        &m.updated_at,
+        &m.last_used_at,
+        &m.state,
+        &m.failures,
+        &m.last_error,
+        &m.next_refresh_at,
+    ]
+}
+
+impl rusqlite::ToSql for TokenState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+fn find_by_id(conn: &Connection, id: &str) -> Result<Option<StoredToken>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM tokens WHERE id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], read_row)
+        .optional()?)
+}
+
+/// Every lookup by a secret value goes through here (see `Lookup`).
+fn find(conn: &Connection, lookup: Lookup<'_>) -> Result<Option<StoredToken>, StoreError> {
+    let by = |column: &str, value: &str| -> Result<Option<StoredToken>, StoreError> {
+        // `column` is one of the fixed names below, never input.
+        let sql = format!("SELECT {COLUMNS} FROM tokens WHERE {column} = ?1 LIMIT 1");
+        Ok(conn
+            .prepare_cached(&sql)?
+            .query_row([value], read_row)
+            .optional()?)
+    };
+    match lookup {
+        Lookup::UserName(v) => by("user_name", v),
+        Lookup::AccessToken(v) => by("access_token", v),
+        Lookup::Credentials {
+            grant_token,
+            refresh_token,
+        } => {
+            if let Some(g) = grant_token {
+                if let Some(found) = by("grant_token", g)? {
+                    return Ok(Some(found));
+                }
+            }
+            match refresh_token {
+                Some(r) => by("refresh_token", r),
+                None => Ok(None),
+            }
+        }
+    }
+}
+
+fn read_row(r: &Row<'_>) -> rusqlite::Result<StoredToken> {
+    let state: String = r.get(13)?;
+    Ok(StoredToken {
+        token: Token {
+            id: r.get(0)?,
+            user_name: r.get(1)?,
+            client_id: r.get(2)?,
+            client_secret: r.get(3)?,
+            refresh_token: r.get(4)?,
+            access_token: r.get(5)?,
+            grant_token: r.get(6)?,
+            expiry_time: r.get(7)?,
+            redirect_url: r.get(8)?,
+            api_domain: r.get(9)?,
+        },
+        meta: Meta {
+            created_at: r.get(10)?,
+            updated_at: r.get(11)?,
+            last_used_at: r.get(12)?,
+            // An unknown state can only come from a newer tokend; treating it as active
+            // keeps serving the token instead of failing every lookup.
+            state: TokenState::parse(&state).unwrap_or_default(),
+            failures: r.get(14)?,
+            last_error: r.get(15)?,
+            next_refresh_at: r.get(16)?,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests;

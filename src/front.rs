@@ -1,0 +1,258 @@
+//! FrontActor: owns the Unix socket, accepts clients and starts a task per connection
+//! (`connection.rs`); at shutdown it stops accepting and waits for replies in flight.
+//!
+//! Binding is careful, as a credential agent's must be: the socket's directory must not
+//! be writable by others, a live daemon on the path is never displaced, a stale socket
+//! file from a killed daemon is replaced, anything else at the path is left alone, and
+//! the socket file is removed on the way out by a guard.
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::SocketConfig;
+use crate::connection::{self, Services};
+use crate::error::Error;
+use crate::protocol::{self, Code, WireError};
+
+/// Stop accepting, let every connection answer what it has read, then stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+pub struct FrontActor {
+    /// Taken when the actor starts and turned into its stream of accepted connections.
+    listener: Option<UnixListener>,
+    /// The accept stream, cancelled at shutdown so no new client gets in.
+    accepting: Option<SpawnHandle>,
+    services: Services,
+    max_line: usize,
+    max_connections: usize,
+    shutdown_timeout: Duration,
+    /// The live connection tasks: their count enforces `max_connections`, and shutdown
+    /// waits on them.
+    connections: TaskTracker,
+    /// Fired at shutdown; each connection then stops reading new requests.
+    closing: CancellationToken,
+}
+
+impl FrontActor {
+    pub fn new(listener: UnixListener, services: Services, config: &SocketConfig) -> FrontActor {
+        FrontActor {
+            listener: Some(listener),
+            accepting: None,
+            services,
+            max_line: config.max_request_bytes,
+            max_connections: config.max_connections,
+            shutdown_timeout: config.shutdown_timeout,
+            connections: TaskTracker::new(),
+            closing: CancellationToken::new(),
+        }
+    }
+}
+
+impl Actor for FrontActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(listener) = self.listener.take() {
+            let accepted = futures_util::stream::unfold(listener, |l| async move {
+                let next = l.accept().await.map(|(stream, _)| stream);
+                Some((next, l))
+            });
+            self.accepting = Some(ctx.add_stream(accepted));
+        }
+    }
+}
+
+impl StreamHandler<io::Result<UnixStream>> for FrontActor {
+    fn handle(&mut self, accepted: io::Result<UnixStream>, ctx: &mut Self::Context) {
+        match accepted {
+            Ok(stream) if self.connections.len() >= self.max_connections => {
+                tracing::warn!(
+                    limit = self.max_connections,
+                    "connection refused: at the connection limit"
+                );
+                actix::spawn(refuse(stream));
+            }
+            Ok(stream) => {
+                tracing::debug!(open = self.connections.len() + 1, "client connected");
+                let task = connection::serve(
+                    stream,
+                    self.services.clone(),
+                    self.max_line,
+                    self.closing.clone(),
+                );
+                self.connections.spawn_local(task);
+            }
+            Err(e) => {
+                // Typically out of file descriptors: pause accepting briefly rather than
+                // spin on an error that will not clear at once.
+                tracing::warn!(error = %e, "accept failed; pausing accepts for 100 ms");
+                ctx.wait(tokio::time::sleep(Duration::from_millis(100)).into_actor(self));
+            }
+        }
+    }
+}
+
+impl Handler<Shutdown> for FrontActor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(handle) = self.accepting.take() {
+            ctx.cancel_future(handle);
+        }
+        self.closing.cancel();
+        self.connections.close();
+        let (connections, timeout) = (self.connections.clone(), self.shutdown_timeout);
+        let drained = async move {
+            if tokio::time::timeout(timeout, connections.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    open = connections.len(),
+                    ?timeout,
+                    "gave up waiting for connections to finish"
+                );
+            }
+        };
+        Box::pin(drained.into_actor(self).map(|(), _, ctx| ctx.stop()))
+    }
+}
+
+/// Tells a client over the connection limit why it is being turned away.
+async fn refuse(mut stream: UnixStream) {
+    let mut line = Vec::new();
+    let busy = WireError::new(Code::Busy, "tokend is at its connection limit; retry later");
+    protocol::encode(&serde_json::Value::Null, &Err(busy), &mut line);
+    let _ = stream.write_all(&line).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Removes the socket file when dropped, if it is still the one this daemon created (a
+/// newer daemon may have replaced it after this one stopped listening).
+pub struct SocketGuard {
+    path: PathBuf,
+    inode: (u64, u64),
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
+            if (meta.dev(), meta.ino()) == self.inode {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// Binds the listening socket with the permissions the config asks for.
+pub fn bind(config: &SocketConfig) -> Result<(UnixListener, SocketGuard), Error> {
+    let path = &config.path;
+    let fail = |action: &'static str| {
+        move |source: io::Error| Error::Socket {
+            action,
+            path: path.clone(),
+            source,
+        }
+    };
+    let gid = match &config.group {
+        Some(name) => Some(
+            nix::unistd::Group::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| Error::NoSuchGroup(name.clone()))?
+                .gid
+                .as_raw(),
+        ),
+        None => None,
+    };
+    if let Some(dir) = path.parent() {
+        prepare_dir(dir, gid)?;
+    }
+    remove_if_stale(path)?;
+    let listener = std::os::unix::net::UnixListener::bind(path).map_err(fail("bind the socket"))?;
+    let mode = if gid.is_some() { 0o660 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(fail("set permissions on"))?;
+    if gid.is_some() {
+        std::os::unix::fs::chown(path, None, gid).map_err(fail("set the group of"))?;
+    }
+    let meta = std::fs::symlink_metadata(path).map_err(fail("inspect"))?;
+    listener.set_nonblocking(true).map_err(fail("configure"))?;
+    let listener = UnixListener::from_std(listener).map_err(fail("listen on"))?;
+    let guard = SocketGuard {
+        path: path.clone(),
+        inode: (meta.dev(), meta.ino()),
+    };
+    Ok((listener, guard))
+}
+
+/// Creates the socket's directory private to the daemon (group-readable with a socket
+/// group), and refuses an existing one that others could write into: they could swap
+/// the socket for their own and collect every client's tokens.
+fn prepare_dir(dir: &Path, gid: Option<u32>) -> Result<(), Error> {
+    let fail = |action: &'static str| {
+        move |source: io::Error| Error::Socket {
+            action,
+            path: dir.to_owned(),
+            source,
+        }
+    };
+    let mode = if gid.is_some() { 0o750 } else { 0o700 };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(dir)
+            .map_err(fail("create the socket directory"))?;
+        if gid.is_some() {
+            std::os::unix::fs::chown(dir, None, gid).map_err(fail("set the group of"))?;
+        }
+        return Ok(());
+    }
+    let meta = std::fs::metadata(dir).map_err(fail("inspect the socket directory"))?;
+    let others_write = meta.mode() & 0o022 != 0;
+    let sticky = meta.mode() & 0o1000 != 0;
+    if others_write && !sticky {
+        return Err(fail("use the socket directory")(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "it is writable by other users; choose a private directory",
+        )));
+    }
+    Ok(())
+}
+
+/// Clears the way for `bind`: a socket nobody answers on is a leftover of a daemon that
+/// died; a live one, or anything that is not a socket, stops the start.
+fn remove_if_stale(path: &Path) -> Result<(), Error> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Err(Error::NotASocket {
+            path: path.to_owned(),
+        });
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(Error::AlreadyRunning {
+            path: path.to_owned(),
+        }),
+        Err(_) => {
+            tracing::info!(socket = %path.display(), "removing a stale socket left by a daemon that is gone");
+            std::fs::remove_file(path).map_err(|source| Error::Socket {
+                action: "remove the stale socket",
+                path: path.to_owned(),
+                source,
+            })
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! tokend: one daemon that owns the OAuth tokens of every program on a machine.
+//!
+//! # Architecture
+//!
+//! Four actors (actix, on tokio), each in one file. The **store actor** (`store.rs`) is
+//! the only owner of the SQLite connection (`db.rs`); it runs on a thread of its own and
+//! commits writes that arrive together in one transaction. The **front actor**
+//! (`front.rs`) owns the Unix socket and runs a task per client (`connection.rs`) that
+//! reads newline-delimited JSON requests (`protocol.rs`, documented in
+//! `docs/protocol.md`), sends each to the actor that answers it, and writes the replies
+//! in order. The **refresher actor** renews access tokens ahead of their expiry and the
+//! **cleanup actor** removes tokens by policy; both follow the store's changes through
+//! `store::Subscribe`. The token record and the pure rules about it live in `model.rs`,
+//! configuration in `config.rs`. `run` wires these together and is what both the
+//! `tokend` binary and the integration tests start.
+
+pub mod config;
+pub mod connection;
+pub mod db;
+pub mod error;
+pub mod front;
+pub mod model;
+pub mod protocol;
+pub mod store;
+
+use std::future::Future;
+
+use actix::Actor;
+
+pub use config::Config;
+pub use error::Error;
+
+/// Runs the daemon until `shutdown` resolves, then stops accepting clients, answers the
+/// requests already read, and returns. Must be called inside an actix `System`.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let db = db::Db::open(&config.store.path, config.store.busy_timeout)?;
+    let tokens = db.count()?;
+    let (listener, socket_guard) = front::bind(&config.socket)?;
+    let (store, store_thread) = store::StoreActor::start(db);
+    let services = connection::Services { store };
+    let front = front::FrontActor::new(listener, services, &config.socket).start();
+    tracing::info!(
+        socket = %config.socket.path.display(),
+        database = %config.store.path.display(),
+        tokens,
+        config = %config.source.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string()),
+        "tokend ready"
+    );
+
+    shutdown.await;
+    tracing::info!("shutting down: accepting no new clients, answering requests in flight");
+    let _ = front.send(front::Shutdown).await;
+    drop(socket_guard);
+    store_thread.stop();
+    // The store's thread drops the database connection as it ends; wait for that so the
+    // process exits with the file closed cleanly.
+    let _ = tokio::task::spawn_blocking(move || store_thread.join()).await;
+    tracing::info!("stopped");
+    Ok(())
+}

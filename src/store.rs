@@ -1,0 +1,253 @@
+//! StoreActor: the one owner of the SQLite connection, on a thread of its own.
+//!
+//! Reads are answered at once. Writes are queued and committed together: the actor
+//! drains its whole mailbox before it handles the `Flush` it sent itself, so every save
+//! that arrived while the previous commit was waiting on fsync goes into the next
+//! transaction. Each caller is answered only after its own write is durable. A read
+//! first commits whatever is queued, so a client that pipelines a save and then a find
+//! sees its save.
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::db::{Db, Outcome, Write};
+use crate::error::StoreError;
+use crate::model::{now_ms, StoredToken, Token};
+
+/// Save a token by the SDK's `save_token` rules; the reply is the token as stored.
+#[derive(Message)]
+#[rtype(result = "Result<StoredToken, StoreError>")]
+pub struct Save(pub Token);
+
+/// Delete one token by id; the reply says whether it existed.
+#[derive(Message)]
+#[rtype(result = "Result<bool, StoreError>")]
+pub struct Delete(pub String);
+
+/// Delete every token; the reply is how many there were.
+#[derive(Message)]
+#[rtype(result = "Result<u64, StoreError>")]
+pub struct DeleteAll;
+
+/// The token a partial token means, by the SDK's matching rules.
+#[derive(Message)]
+#[rtype(result = "Result<Option<StoredToken>, StoreError>")]
+pub struct Find(pub Token);
+
+#[derive(Message)]
+#[rtype(result = "Result<Option<StoredToken>, StoreError>")]
+pub struct FindById(pub String);
+
+/// One page of tokens in paging order, and the cursor for the next page.
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<StoredToken>, Option<String>), StoreError>")]
+pub struct List {
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<u64, StoreError>")]
+pub struct Count;
+
+/// Tell `0` about every committed change from now on. The refresher and the cleanup
+/// actor follow saves and deletes this way, whoever made them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe(pub Recipient<Changed>);
+
+/// A committed change, sent to subscribers after the commit.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Changed(pub Outcome);
+
+/// Commit the queued writes. Sent by the actor to itself.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Flush;
+
+type Reply = oneshot::Sender<Result<Outcome, StoreError>>;
+
+pub struct StoreActor {
+    db: Db,
+    /// Writes waiting for the next group commit, each with its caller's reply channel.
+    pending: Vec<(Write, Reply)>,
+    /// Whether a `Flush` is already on its way, so a batch gets exactly one.
+    flush_queued: bool,
+    subscribers: Vec<Recipient<Changed>>,
+}
+
+/// How many messages may wait in the mailbox before senders wait. Generous, because a
+/// deep mailbox is what lets group commit batch many saves into one fsync.
+const MAILBOX_CAPACITY: usize = 4096;
+
+impl StoreActor {
+    /// Starts the actor on a new thread of its own (SQLite calls block) and returns its
+    /// address and the thread's arbiter, to stop at shutdown.
+    pub fn start(db: Db) -> (Addr<StoreActor>, Arbiter) {
+        let arbiter = Arbiter::new();
+        let addr = StoreActor::start_in_arbiter(&arbiter.handle(), move |ctx| {
+            ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+            StoreActor {
+                db,
+                pending: Vec::new(),
+                flush_queued: false,
+                subscribers: Vec::new(),
+            }
+        });
+        (addr, arbiter)
+    }
+
+    fn enqueue(
+        &mut self,
+        write: Write,
+        ctx: &mut Context<Self>,
+    ) -> oneshot::Receiver<Result<Outcome, StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        self.pending.push((write, tx));
+        if !self.flush_queued {
+            self.flush_queued = true;
+            ctx.notify(Flush);
+        }
+        rx
+    }
+
+    fn flush(&mut self) {
+        self.flush_queued = false;
+        if self.pending.is_empty() {
+            return;
+        }
+        let (writes, replies): (Vec<Write>, Vec<Reply>) =
+            std::mem::take(&mut self.pending).into_iter().unzip();
+        match self.db.apply_batch(&writes, now_ms()) {
+            Ok(outcomes) => {
+                for (outcome, reply) in outcomes.into_iter().zip(replies) {
+                    if let Ok(done) = &outcome {
+                        for s in &self.subscribers {
+                            s.do_send(Changed(done.clone()));
+                        }
+                    }
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, writes = writes.len(), "commit failed; no write in the batch was stored");
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+impl Actor for StoreActor {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        // Writes still queued were never acknowledged, but committing them is what their
+        // senders asked for.
+        self.flush();
+    }
+}
+
+/// Queues `write` and resolves, after its commit, to what `pick` makes of the outcome.
+fn write_reply<T: 'static>(
+    actor: &mut StoreActor,
+    ctx: &mut Context<StoreActor>,
+    write: Write,
+    pick: fn(Outcome) -> Option<T>,
+) -> ResponseFuture<Result<T, StoreError>> {
+    let rx = actor.enqueue(write, ctx);
+    Box::pin(async move {
+        match rx.await {
+            Ok(Ok(outcome)) => pick(outcome).ok_or(StoreError::Unavailable),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StoreError::Unavailable),
+        }
+    })
+}
+
+impl Handler<Save> for StoreActor {
+    type Result = ResponseFuture<Result<StoredToken, StoreError>>;
+
+    fn handle(&mut self, msg: Save, ctx: &mut Self::Context) -> Self::Result {
+        write_reply(self, ctx, Write::Save(msg.0), |o| match o {
+            Outcome::Saved(t) => Some(t),
+            _ => None,
+        })
+    }
+}
+
+impl Handler<Delete> for StoreActor {
+    type Result = ResponseFuture<Result<bool, StoreError>>;
+
+    fn handle(&mut self, msg: Delete, ctx: &mut Self::Context) -> Self::Result {
+        write_reply(self, ctx, Write::Delete(msg.0), |o| match o {
+            Outcome::Deleted { existed, .. } => Some(existed),
+            _ => None,
+        })
+    }
+}
+
+impl Handler<DeleteAll> for StoreActor {
+    type Result = ResponseFuture<Result<u64, StoreError>>;
+
+    fn handle(&mut self, _: DeleteAll, ctx: &mut Self::Context) -> Self::Result {
+        write_reply(self, ctx, Write::DeleteAll, |o| match o {
+            Outcome::DeletedAll(n) => Some(n),
+            _ => None,
+        })
+    }
+}
+
+impl Handler<Flush> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, _: &mut Self::Context) {
+        self.flush();
+    }
+}
+
+impl Handler<Find> for StoreActor {
+    type Result = Result<Option<StoredToken>, StoreError>;
+
+    fn handle(&mut self, msg: Find, _: &mut Self::Context) -> Self::Result {
+        self.flush();
+        self.db.find(&msg.0)
+    }
+}
+
+impl Handler<FindById> for StoreActor {
+    type Result = Result<Option<StoredToken>, StoreError>;
+
+    fn handle(&mut self, msg: FindById, _: &mut Self::Context) -> Self::Result {
+        self.flush();
+        self.db.find_by_id(&msg.0)
+    }
+}
+
+impl Handler<List> for StoreActor {
+    type Result = Result<(Vec<StoredToken>, Option<String>), StoreError>;
+
+    fn handle(&mut self, msg: List, _: &mut Self::Context) -> Self::Result {
+        self.flush();
+        self.db.list(msg.after.as_deref(), msg.limit)
+    }
+}
+
+impl Handler<Count> for StoreActor {
+    type Result = Result<u64, StoreError>;
+
+    fn handle(&mut self, _: Count, _: &mut Self::Context) -> Self::Result {
+        self.flush();
+        self.db.count()
+    }
+}
+
+impl Handler<Subscribe> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) {
+        self.subscribers.push(msg.0);
+    }
+}
