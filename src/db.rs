@@ -56,6 +56,8 @@ const COLUMNS: &str = "id, user_name, client_id, client_secret, refresh_token, a
      last_used_at, state, failures, last_error, next_refresh_at";
 
 /// A write the store actor batches into one transaction.
+// Short-lived and moved once: boxing the token would cost an allocation per save.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Write {
     Save(Token),
@@ -64,6 +66,7 @@ pub enum Write {
 }
 
 /// What a write did, for the caller's reply and for the actors that follow changes.
+#[allow(clippy::large_enum_variant)] // as for `Write`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Saved(StoredToken),

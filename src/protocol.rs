@@ -45,6 +45,7 @@ pub enum Request {
 }
 
 /// A successful reply's `result`.
+#[allow(clippy::large_enum_variant)] // built once per reply and serialised at once
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum Answer {

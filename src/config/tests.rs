@@ -1,1 +1,136 @@
+use super::*;
 
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+    let path = dir.path().join("tokend.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The shipped file documents each default as a commented-out `#key = value` line.
+/// Uncommented, it must configure exactly the built-in defaults.
+#[test]
+fn shipped_file_documents_the_built_in_defaults() {
+    let shipped = include_str!("../../config/tokend.toml");
+    let uncommented: String = shipped
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase()) => rest,
+            _ => l,
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        uncommented.matches(" = ").count() >= 7,
+        "keys were not uncommented"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let e = env(&[("HOME", "/home/u"), ("XDG_RUNTIME_DIR", "/run/user/1")]);
+    let from_file = Config::load(Some(&write(&dir, &uncommented)), &e).unwrap();
+    let defaults = Config::load(None, &e).unwrap();
+    assert_eq!(
+        Config {
+            source: None,
+            ..from_file
+        },
+        defaults
+    );
+}
+
+#[test]
+fn defaults_follow_systemd_then_xdg_then_fallbacks() {
+    let systemd = env(&[
+        ("RUNTIME_DIRECTORY", "/run/tokend"),
+        ("STATE_DIRECTORY", "/var/lib/tokend:/x"),
+    ]);
+    assert_eq!(
+        default_socket_path(&systemd),
+        PathBuf::from("/run/tokend/tokend.sock")
+    );
+    assert_eq!(
+        default_db_path(&systemd),
+        PathBuf::from("/var/lib/tokend/tokens.db")
+    );
+    let user = env(&[("XDG_RUNTIME_DIR", "/run/user/5"), ("HOME", "/home/u")]);
+    assert_eq!(
+        default_socket_path(&user),
+        PathBuf::from("/run/user/5/tokend/tokend.sock")
+    );
+    assert_eq!(
+        default_db_path(&user),
+        PathBuf::from("/home/u/.local/state/tokend/tokens.db")
+    );
+    let bare = env(&[]);
+    assert!(default_socket_path(&bare).starts_with("/tmp"));
+}
+
+#[test]
+fn environment_overrides_the_file_and_tokend_socket_overrides_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "[socket]\nmax_connections = 5\npath = \"/a/file.sock\"\n",
+    );
+    let e = env(&[
+        ("TOKEND_SOCKET__MAX_CONNECTIONS", "7"),
+        ("TOKEND_STORE__BUSY_TIMEOUT", "2s"),
+        ("TOKEND_CONFIG", "/does/not/matter/when/--config/is/given"),
+    ]);
+    let c = Config::load(Some(&file), &e).unwrap();
+    assert_eq!(c.socket.max_connections, 7);
+    assert_eq!(c.store.busy_timeout, Duration::from_secs(2));
+    assert_eq!(c.socket.path, PathBuf::from("/a/file.sock"));
+    let mut e = e;
+    e.insert("TOKEND_SOCKET".into(), "/b/env.sock".into());
+    assert_eq!(
+        Config::load(Some(&file), &e).unwrap().socket.path,
+        PathBuf::from("/b/env.sock")
+    );
+}
+
+#[test]
+fn tokend_config_names_the_file_when_no_flag_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "[socket]\nmax_connections = 3\n");
+    let e = env(&[("TOKEND_CONFIG", file.to_str().unwrap())]);
+    let c = Config::load(None, &e).unwrap();
+    assert_eq!(c.socket.max_connections, 3);
+    assert_eq!(c.source, Some(file));
+}
+
+fn error_for(text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    Config::load(Some(&write(&dir, text)), &env(&[]))
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn bad_keys_and_values_are_refused_with_the_key_named() {
+    assert!(error_for("[socket]\nmax_conections = 5\n").contains("max_conections"));
+    assert!(error_for("[sockets]\n").contains("sockets"));
+    assert!(error_for("[socket]\nmax_request_bytes = 10\n").contains("socket.max_request_bytes"));
+    assert!(error_for("[socket]\nmax_connections = 0\n").contains("socket.max_connections"));
+    assert!(error_for("[store]\nbusy_timeout = \"soon\"\n").contains("busy_timeout"));
+    assert!(error_for("[store]\npath = \"relative.db\"\n").contains("store.path"));
+    assert!(error_for("[log]\nlevel = \"=bad=\"\n").contains("log.level"));
+}
+
+#[test]
+fn a_missing_file_is_an_error_that_names_it() {
+    let e = Config::load(Some(Path::new("/nonexistent/tokend.toml")), &env(&[])).unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/tokend.toml"), "{e}");
+}
+
+#[test]
+fn unrelated_tokend_variables_are_ignored_but_bad_sections_are_not() {
+    assert!(Config::load(None, &env(&[("TOKEND_BIN", "/x"), ("TOKEND_SOCKET", "/s")])).is_ok());
+    let e = Config::load(None, &env(&[("TOKEND_SOKET__PATH", "/x")])).unwrap_err();
+    assert!(e.to_string().contains("soket"), "{e}");
+}

@@ -1,1 +1,235 @@
+use super::*;
 
+fn open() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(&dir.path().join("sub/tokens.db"), Duration::from_secs(1)).unwrap();
+    (dir, db)
+}
+
+fn s(v: &str) -> Option<String> {
+    Some(v.to_string())
+}
+
+fn user(name: &str, refresh: &str) -> Token {
+    Token {
+        user_name: s(name),
+        client_id: s("cid"),
+        client_secret: s("csecret"),
+        refresh_token: s(refresh),
+        access_token: s(&format!("access-{refresh}")),
+        expiry_time: s("1795330406683"),
+        ..Token::default()
+    }
+}
+
+fn save(db: &mut Db, t: Token) -> Result<StoredToken, StoreError> {
+    match db.apply_batch(&[Write::Save(t)], 1000).unwrap().remove(0)? {
+        Outcome::Saved(t) => Ok(t),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn open_sets_wal_and_full_sync_and_is_idempotent() {
+    let (dir, db) = open();
+    let mode: String = db
+        .conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    let sync: i64 = db
+        .conn
+        .query_row("PRAGMA synchronous", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!((mode.as_str(), sync), ("wal", 2));
+    drop(db);
+    // A second open of the same file finds the schema current and keeps the data.
+    let again = Db::open(&dir.path().join("sub/tokens.db"), Duration::from_secs(1)).unwrap();
+    assert_eq!(again.count().unwrap(), 0);
+}
+
+#[test]
+fn a_second_save_of_a_user_updates_in_place_and_keeps_unset_fields() {
+    let (_dir, mut db) = open();
+    let first = save(&mut db, user("u@x:1", "r1")).unwrap();
+    let second = save(
+        &mut db,
+        Token {
+            user_name: s("u@x:1"),
+            access_token: s("newer"),
+            ..Token::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(second.token.id, first.token.id);
+    assert_eq!(second.token.access_token, s("newer"));
+    assert_eq!(second.token.refresh_token, s("r1"));
+    assert_eq!(db.count().unwrap(), 1);
+}
+
+#[test]
+fn ids_count_up_as_strings_and_are_never_reused() {
+    let (_dir, mut db) = open();
+    let ids: Vec<String> = (0..12)
+        .map(|i| {
+            save(&mut db, user(&format!("u{i}"), &format!("r{i}")))
+                .unwrap()
+                .token
+                .id
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids.last().map(String::as_str), Some("12"));
+    db.apply_batch(&[Write::Delete("12".into())], 0).unwrap();
+    let next = save(&mut db, user("late", "rl")).unwrap();
+    assert_eq!(next.token.id, s("13"));
+}
+
+#[test]
+fn a_generated_id_skips_one_an_import_already_uses() {
+    let (_dir, mut db) = open();
+    let mut imported = user("imported", "ri");
+    imported.id = s("1");
+    save(&mut db, imported).unwrap();
+    assert_eq!(save(&mut db, user("new", "rn")).unwrap().token.id, s("2"));
+}
+
+#[test]
+fn an_unknown_id_with_a_known_user_updates_that_user_instead_of_duplicating() {
+    let (_dir, mut db) = open();
+    let stored = save(&mut db, user("u", "r1")).unwrap();
+    let mut again = user("u", "r2");
+    again.id = s("999");
+    let saved = save(&mut db, again).unwrap();
+    assert_eq!(saved.token.id, stored.token.id);
+    assert_eq!(db.count().unwrap(), 1);
+}
+
+#[test]
+fn giving_a_second_token_an_existing_user_name_is_a_conflict() {
+    let (_dir, mut db) = open();
+    save(&mut db, user("a", "ra")).unwrap();
+    let b = save(&mut db, user("b", "rb")).unwrap();
+    let rename = Token {
+        id: b.token.id.clone(),
+        user_name: s("a"),
+        ..Token::default()
+    };
+    assert!(matches!(save(&mut db, rename), Err(StoreError::Conflict)));
+    assert_eq!(
+        db.find_by_id(b.id()).unwrap().unwrap().token.user_name,
+        s("b")
+    );
+}
+
+#[test]
+fn one_failed_save_in_a_batch_leaves_the_others_committed() {
+    let (_dir, mut db) = open();
+    let outcomes = db
+        .apply_batch(
+            &[
+                Write::Save(user("a", "ra")),
+                Write::Save(Token {
+                    user_name: s("nobody"),
+                    ..Token::default()
+                }),
+                Write::Save(user("c", "rc")),
+            ],
+            5,
+        )
+        .unwrap();
+    assert!(outcomes[0].is_ok() && outcomes[2].is_ok());
+    assert!(matches!(outcomes[1], Err(StoreError::IncompleteToken)));
+    assert_eq!(db.count().unwrap(), 2);
+}
+
+#[test]
+fn credentials_match_grant_first_then_refresh() {
+    let (_dir, mut db) = open();
+    let mut with_grant = user("g", "rg");
+    with_grant.grant_token = s("grant-1");
+    save(&mut db, with_grant).unwrap();
+    save(&mut db, user("other", "r-other")).unwrap();
+    let by = |grant: Option<&str>, refresh: Option<&str>| {
+        let q = Token {
+            client_id: s("cid"),
+            client_secret: s("csecret"),
+            grant_token: grant.map(String::from),
+            refresh_token: refresh.map(String::from),
+            ..Token::default()
+        };
+        db.find(&q).unwrap().and_then(|t| t.token.user_name)
+    };
+    assert_eq!(by(Some("grant-1"), None), s("g"));
+    assert_eq!(by(Some("grant-1"), Some("r-other")), s("g"));
+    assert_eq!(by(Some("unknown"), Some("r-other")), s("other"));
+    assert_eq!(by(None, Some("rg")), s("g"));
+    assert_eq!(by(Some("unknown"), None), None);
+}
+
+#[test]
+fn paging_is_numeric_for_generated_ids_and_visits_each_once() {
+    let (_dir, mut db) = open();
+    for i in 0..25 {
+        save(&mut db, user(&format!("u{i}"), &format!("r{i}"))).unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let (page, next) = db.list(after.as_deref(), Some(10)).unwrap();
+        seen.extend(page.iter().map(|t| t.id().to_owned()));
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (1..=25).map(|i| i.to_string()).collect();
+    assert_eq!(seen, expected);
+    // A cursor whose token was deleted meanwhile still continues from its place.
+    db.apply_batch(&[Write::Delete("10".into())], 0).unwrap();
+    let (page, _) = db.list(Some("10"), Some(1)).unwrap();
+    assert_eq!(page[0].id(), "11");
+}
+
+#[test]
+fn hostile_values_are_bound_not_interpreted() {
+    let (_dir, mut db) = open();
+    let evil = "x'); DROP TABLE tokens; --\"\\ ünï 🦀";
+    let mut t = user(evil, evil);
+    t.client_secret = s(evil);
+    let saved = save(&mut db, t.clone()).unwrap();
+    assert_eq!(saved.token.user_name.as_deref(), Some(evil));
+    let found = db.find(&t).unwrap().unwrap();
+    assert_eq!(found.token.refresh_token.as_deref(), Some(evil));
+    assert_eq!(db.count().unwrap(), 1);
+}
+
+#[test]
+fn lookups_by_key_use_an_index() {
+    let (_dir, db) = open();
+    for column in [
+        "user_name",
+        "access_token",
+        "refresh_token",
+        "grant_token",
+        "id",
+    ] {
+        let plan: String = db
+            .conn
+            .query_row(
+                &format!("EXPLAIN QUERY PLAN SELECT * FROM tokens WHERE {column} = 'x'"),
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("INDEX"), "{column}: {plan}");
+    }
+    let plan: String = db
+        .conn
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT id FROM tokens WHERE page_key > 'x' ORDER BY page_key LIMIT 5",
+            [],
+            |r| r.get(3),
+        )
+        .unwrap();
+    assert!(plan.contains("INDEX"), "paging: {plan}");
+}
