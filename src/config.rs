@@ -13,12 +13,29 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::oauth::Endpoints;
+
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/tokend/tokend.toml";
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+pub const DEFAULT_LEAD_FRACTION: f64 = 0.1;
+pub const DEFAULT_MIN_LEAD: Duration = Duration::from_secs(60);
+pub const DEFAULT_MAX_LEAD: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_JITTER: f64 = 0.25;
+pub const DEFAULT_MIN_VALIDITY: Duration = Duration::from_secs(60);
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
+/// Zoho's limit: 10 access tokens per refresh token per 10 minutes (ZOHO.md).
+pub const DEFAULT_BUDGET: u32 = 10;
+pub const DEFAULT_BUDGET_WINDOW: Duration = Duration::from_secs(10 * 60);
+pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(10 * 60);
+/// Zoho's block outlasts its 10-minute window: field reports say 15 to 30 minutes.
+pub const DEFAULT_THROTTLE_WAIT: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 const SOCKET_NAME: &str = "tokend.sock";
 const DB_NAME: &str = "tokens.db";
 
@@ -34,10 +51,11 @@ pub enum ConfigError {
 }
 
 /// The validated configuration the daemon runs on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub socket: SocketConfig,
     pub store: StoreConfig,
+    pub refresh: RefreshConfig,
     pub log: LogConfig,
     /// The file the configuration came from, if any (for the log and for reloads).
     pub source: Option<PathBuf>,
@@ -60,6 +78,26 @@ pub struct StoreConfig {
     pub busy_timeout: Duration,
 }
 
+/// How the refresher schedules, paces and retries. See `[refresh]` in config/tokend.toml.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefreshConfig {
+    pub enabled: bool,
+    pub endpoints: Endpoints,
+    pub lead_fraction: f64,
+    pub min_lead: Duration,
+    pub max_lead: Duration,
+    pub jitter: f64,
+    pub min_validity: Duration,
+    pub max_in_flight: usize,
+    pub budget: u32,
+    pub budget_window: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub throttle_wait: Duration,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     /// A tracing filter (`info`, `tokend=debug`); `RUST_LOG` overrides it.
@@ -71,7 +109,45 @@ pub struct LogConfig {
 struct Raw {
     socket: RawSocket,
     store: RawStore,
+    refresh: RawRefresh,
     log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRefresh {
+    enabled: Option<bool>,
+    accounts_url: Option<String>,
+    accounts: Vec<RawAccounts>,
+    lead_fraction: Option<f64>,
+    #[serde(with = "humantime_serde")]
+    min_lead: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    max_lead: Option<Duration>,
+    jitter: Option<f64>,
+    #[serde(with = "humantime_serde")]
+    min_validity: Option<Duration>,
+    max_in_flight: Option<usize>,
+    budget: Option<u32>,
+    #[serde(with = "humantime_serde")]
+    budget_window: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    backoff_initial: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    backoff_max: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    throttle_wait: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    connect_timeout: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    timeout: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccounts {
+    api_domain: String,
+    url: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,10 +259,79 @@ impl Config {
                     .unwrap_or_else(|| default_db_path(env)),
                 busy_timeout: raw.store.busy_timeout.unwrap_or(DEFAULT_BUSY_TIMEOUT),
             },
+            refresh: validate_refresh(raw.refresh)?,
             log: LogConfig { level },
             source: None,
         })
     }
+}
+
+fn validate_refresh(raw: RawRefresh) -> Result<RefreshConfig, ConfigError> {
+    let url = |key: &'static str, u: String| {
+        if u.starts_with("http://") || u.starts_with("https://") {
+            Ok(u.trim_end_matches('/').to_owned())
+        } else {
+            Err(invalid(key, "must be an http:// or https:// URL"))
+        }
+    };
+    let accounts_url = raw
+        .accounts_url
+        .filter(|u| !u.is_empty())
+        .map(|u| url("refresh.accounts_url", u))
+        .transpose()?;
+    let mut per_domain = std::collections::BTreeMap::new();
+    for a in raw.accounts {
+        let domain = a.api_domain.trim_end_matches('/').to_owned();
+        per_domain.insert(domain, url("refresh.accounts.url", a.url)?);
+    }
+    let c = RefreshConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        endpoints: Endpoints {
+            accounts_url,
+            per_domain,
+        },
+        lead_fraction: raw.lead_fraction.unwrap_or(DEFAULT_LEAD_FRACTION),
+        min_lead: raw.min_lead.unwrap_or(DEFAULT_MIN_LEAD),
+        max_lead: raw.max_lead.unwrap_or(DEFAULT_MAX_LEAD),
+        jitter: raw.jitter.unwrap_or(DEFAULT_JITTER),
+        min_validity: raw.min_validity.unwrap_or(DEFAULT_MIN_VALIDITY),
+        max_in_flight: raw.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+        budget: raw.budget.unwrap_or(DEFAULT_BUDGET),
+        budget_window: raw.budget_window.unwrap_or(DEFAULT_BUDGET_WINDOW),
+        backoff_initial: raw.backoff_initial.unwrap_or(DEFAULT_BACKOFF_INITIAL),
+        backoff_max: raw.backoff_max.unwrap_or(DEFAULT_BACKOFF_MAX),
+        throttle_wait: raw.throttle_wait.unwrap_or(DEFAULT_THROTTLE_WAIT),
+        connect_timeout: raw.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        timeout: raw.timeout.unwrap_or(DEFAULT_TIMEOUT),
+    };
+    if !(c.lead_fraction > 0.0 && c.lead_fraction < 1.0) {
+        return Err(invalid("refresh.lead_fraction", "must be between 0 and 1"));
+    }
+    if c.min_lead > c.max_lead {
+        return Err(invalid(
+            "refresh.min_lead",
+            "must not exceed refresh.max_lead",
+        ));
+    }
+    if !(0.0..=1.0).contains(&c.jitter) {
+        return Err(invalid("refresh.jitter", "must be from 0 to 1"));
+    }
+    if c.max_in_flight == 0 {
+        return Err(invalid("refresh.max_in_flight", "must be at least 1"));
+    }
+    if c.budget == 0 {
+        return Err(invalid("refresh.budget", "must be at least 1"));
+    }
+    if c.backoff_initial.is_zero() || c.backoff_initial > c.backoff_max {
+        return Err(invalid(
+            "refresh.backoff_initial",
+            "must be above zero and not exceed refresh.backoff_max",
+        ));
+    }
+    if c.timeout.is_zero() || c.connect_timeout.is_zero() {
+        return Err(invalid("refresh.timeout", "timeouts must be above zero"));
+    }
+    Ok(c)
 }
 
 fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {

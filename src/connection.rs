@@ -20,7 +20,8 @@ use tokio::net::UnixStream;
 use tokio_util::codec::{Decoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{self, Answer, Code, Request, WireError};
+use crate::protocol::{self, Answer, Code, Request, TokenKey, WireError};
+use crate::refresher::{self, RefresherActor};
 use crate::store::{self, StoreActor};
 
 /// Requests one connection may have outstanding before it stops reading.
@@ -30,6 +31,7 @@ const MAX_IN_FLIGHT: usize = 128;
 #[derive(Clone)]
 pub struct Services {
     pub store: Addr<StoreActor>,
+    pub refresher: Addr<RefresherActor>,
 }
 
 type PendingReply = Pin<Box<dyn Future<Output = Vec<u8>>>>;
@@ -106,7 +108,7 @@ fn ready(seq: &Value, result: Result<Answer, WireError>) -> PendingReply {
 
 /// Every operation, each a hand-off to the actor that does it.
 async fn dispatch(request: Request, s: &Services) -> Result<Answer, WireError> {
-    let store = &s.store;
+    let (store, refresher) = (&s.store, &s.refresher);
     let answer = match request {
         Request::SaveToken { token } => Answer::Token {
             token: Some(ask(store.send(store::Save(token))).await?),
@@ -131,6 +133,33 @@ async fn dispatch(request: Request, s: &Services) -> Result<Answer, WireError> {
             version: env!("CARGO_PKG_VERSION"),
             protocol: protocol::PROTOCOL_VERSION,
             tokens: ask(store.send(store::Count)).await?,
+        },
+        Request::AccessToken { key } => {
+            let ask_for = match key {
+                TokenKey::Id(id) => refresher::AccessToken::ById(id),
+                TokenKey::UserName(name) => refresher::AccessToken::ByUserName(name),
+            };
+            let t = ask(refresher.send(ask_for)).await?;
+            Answer::Access {
+                token_id: t.id().to_owned(),
+                access_token: t.token.access_token,
+                expiry_time: t.token.expiry_time,
+                api_domain: t.token.api_domain,
+            }
+        }
+        Request::Refresh { token_id } => Answer::Token {
+            token: Some(ask(refresher.send(refresher::Refresh(token_id))).await?),
+        },
+        Request::Status => Answer::Status {
+            tokens: ask(store.send(store::CountByState))
+                .await?
+                .into_iter()
+                .map(|(state, n)| (state.as_str(), n))
+                .collect(),
+            refresher: refresher
+                .send(refresher::GetStatus)
+                .await
+                .map_err(|_| WireError::new(Code::ShuttingDown, "tokend is shutting down"))?,
         },
     };
     Ok(answer)

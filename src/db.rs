@@ -13,6 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::error::StoreError;
 use crate::model::{Lookup, Meta, StoredToken, Token, TokenState};
+use crate::schedule::ScheduleInput;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 /// Append only: a released migration is never edited.
@@ -35,6 +36,7 @@ CREATE TABLE tokens (
     failures        INTEGER NOT NULL DEFAULT 0,
     last_error      TEXT,
     next_refresh_at INTEGER,
+    version         INTEGER NOT NULL DEFAULT 0,
     -- Paging order: shorter ids first, so generated ids page as numbers ("9" before "10").
     page_key        TEXT GENERATED ALWAYS AS (printf('%010d', length(id)) || id) VIRTUAL
 ) STRICT;
@@ -51,18 +53,51 @@ CREATE TABLE id_counter (next INTEGER NOT NULL);
 INSERT INTO id_counter (next) VALUES (1);
 "#];
 
+/// The paging key of the id `?1`, or '' (before every key) when `?1` is NULL. Written as
+/// one range on `page_key` so SQLite walks its index; an `?1 IS NULL OR ...` condition
+/// would make every page scan the table.
+const AFTER: &str = "coalesce(printf('%010d', length(?1)) || ?1, '')";
+
 const COLUMNS: &str = "id, user_name, client_id, client_secret, refresh_token, access_token, \
      grant_token, expiry_time, redirect_url, api_domain, created_at, updated_at, \
-     last_used_at, state, failures, last_error, next_refresh_at";
+     last_used_at, state, failures, last_error, next_refresh_at, version";
 
 /// A write the store actor batches into one transaction.
 // Short-lived and moved once: boxing the token would cost an allocation per save.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Write {
+    /// A client's save, by the SDK's rules.
     Save(Token),
     Delete(String),
     DeleteAll,
+    /// The refresher's result for token `id` as it was at `version`. Applied only if the
+    /// token is still at that version: a refresh must not undo a client's newer save, nor
+    /// bring back a deleted token.
+    Refreshed {
+        id: String,
+        version: i64,
+        update: RefreshUpdate,
+    },
+}
+
+/// What a refresh attempt changes.
+#[derive(Debug, Clone)]
+pub enum RefreshUpdate {
+    Succeeded {
+        access_token: String,
+        expiry_time: String,
+        /// Only when the provider rotated it; otherwise the stored one stays.
+        refresh_token: Option<String>,
+        api_domain: Option<String>,
+    },
+    Failed {
+        failures: u32,
+        last_error: String,
+        /// When to try again; `None` with `needs_reauth`.
+        next_refresh_at: Option<i64>,
+        needs_reauth: bool,
+    },
 }
 
 /// What a write did, for the caller's reply and for the actors that follow changes.
@@ -70,8 +105,15 @@ pub enum Write {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Saved(StoredToken),
-    Deleted { id: String, existed: bool },
+    Deleted {
+        id: String,
+        existed: bool,
+    },
     DeletedAll(u64),
+    /// A `Refreshed` write found the token gone or changed since, and changed nothing.
+    Superseded {
+        id: String,
+    },
 }
 
 /// The open database. Not `Sync`: it lives on the store actor's thread.
@@ -137,8 +179,7 @@ impl Db {
         limit: Option<u32>,
     ) -> Result<(Vec<StoredToken>, Option<String>), StoreError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM tokens WHERE ?1 IS NULL OR page_key > printf('%010d', length(?1)) || ?1 \
-             ORDER BY page_key LIMIT ?2"
+            "SELECT {COLUMNS} FROM tokens WHERE page_key > {AFTER} ORDER BY page_key LIMIT ?2"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         // SQLite treats a negative LIMIT as no limit.
@@ -153,6 +194,49 @@ impl Db {
             _ => None,
         };
         Ok((tokens, next))
+    }
+
+    /// One page of the tokens the refresher schedules (refreshable and active), in
+    /// paging order after `after`. Compact rows, because all of them are loaded at start.
+    pub fn schedule_page(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, ScheduleInput)>, StoreError> {
+        let sql = format!(
+            "SELECT id, CASE WHEN access_token IS NULL THEN NULL ELSE expiry_time END, \
+                    updated_at, next_refresh_at FROM tokens \
+             WHERE page_key > {AFTER} AND refresh_token IS NOT NULL AND client_id IS NOT NULL \
+               AND client_secret IS NOT NULL AND state = 'active' \
+             ORDER BY page_key LIMIT ?2"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![after, limit], |r| {
+            let expiry: Option<String> = r.get(1)?;
+            Ok((
+                r.get(0)?,
+                ScheduleInput {
+                    expiry_ms: expiry.and_then(|e| e.parse().ok()),
+                    saved_at: r.get(2)?,
+                    next_refresh_at: r.get(3)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many tokens are in each state.
+    pub fn count_by_state(&self) -> Result<Vec<(TokenState, u64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT state, count(*) FROM tokens GROUP BY state")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?;
+        let mut counts = Vec::new();
+        for row in rows {
+            let (state, n) = row?;
+            counts.push((TokenState::parse(&state).unwrap_or_default(), n));
+        }
+        Ok(counts)
     }
 
     pub fn count(&self) -> Result<u64, StoreError> {
@@ -220,6 +304,57 @@ fn apply(tx: &Connection, write: &Write, now: i64) -> Result<Outcome, StoreError
         Write::DeleteAll => Ok(Outcome::DeletedAll(
             tx.prepare_cached("DELETE FROM tokens")?.execute([])? as u64,
         )),
+        Write::Refreshed {
+            id,
+            version,
+            update: change,
+        } => match find_by_id(tx, id)? {
+            Some(mut stored) if stored.meta.version == *version => {
+                apply_refresh(&mut stored, change.clone(), now);
+                update(tx, &mut stored)?;
+                Ok(Outcome::Saved(stored))
+            }
+            _ => Ok(Outcome::Superseded { id: id.clone() }),
+        },
+    }
+}
+
+fn apply_refresh(stored: &mut StoredToken, change: RefreshUpdate, now: i64) {
+    let (token, meta) = (&mut stored.token, &mut stored.meta);
+    meta.updated_at = now;
+    match change {
+        RefreshUpdate::Succeeded {
+            access_token,
+            expiry_time,
+            refresh_token,
+            api_domain,
+        } => {
+            token.access_token = Some(access_token);
+            token.expiry_time = Some(expiry_time);
+            if refresh_token.is_some() {
+                token.refresh_token = refresh_token;
+            }
+            if api_domain.is_some() {
+                token.api_domain = api_domain;
+            }
+            meta.failures = 0;
+            meta.last_error = None;
+            meta.next_refresh_at = None;
+            meta.state = TokenState::Active;
+        }
+        RefreshUpdate::Failed {
+            failures,
+            last_error,
+            next_refresh_at,
+            needs_reauth,
+        } => {
+            meta.failures = failures;
+            meta.last_error = Some(last_error);
+            meta.next_refresh_at = next_refresh_at;
+            if needs_reauth {
+                meta.state = TokenState::NeedsReauth;
+            }
+        }
     }
 }
 
@@ -240,10 +375,18 @@ fn save(tx: &Connection, token: Token, now: i64) -> Result<StoredToken, StoreErr
     };
     match existing {
         Some(mut stored) => {
+            // New credentials from a client (after the user authorised again, or after
+            // the SDK refreshed by itself) end any failure state: they deserve a try.
+            if token.has_credential() {
+                stored.meta.state = TokenState::Active;
+                stored.meta.failures = 0;
+                stored.meta.last_error = None;
+                stored.meta.next_refresh_at = None;
+            }
             stored.token.merge_from(token);
             stored.meta.updated_at = now;
             stored.meta.last_used_at = Some(now);
-            update(tx, &stored)?;
+            update(tx, &mut stored)?;
             Ok(stored)
         }
         None if !token.has_credential() => Err(StoreError::IncompleteToken),
@@ -283,7 +426,7 @@ fn next_id(tx: &Connection) -> Result<String, StoreError> {
 fn insert(tx: &Connection, t: &StoredToken) -> Result<(), StoreError> {
     let sql = format!(
         "INSERT INTO tokens ({COLUMNS}) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
     );
     tx.prepare_cached(&sql)?
         .execute(row_params(t).as_slice())
@@ -291,12 +434,13 @@ fn insert(tx: &Connection, t: &StoredToken) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn update(tx: &Connection, t: &StoredToken) -> Result<(), StoreError> {
+fn update(tx: &Connection, t: &mut StoredToken) -> Result<(), StoreError> {
+    t.meta.version += 1;
     let sql = "UPDATE tokens SET user_name = ?2, client_id = ?3, client_secret = ?4, \
          refresh_token = ?5, access_token = ?6, grant_token = ?7, expiry_time = ?8, \
          redirect_url = ?9, api_domain = ?10, created_at = ?11, updated_at = ?12, \
          last_used_at = ?13, state = ?14, failures = ?15, last_error = ?16, \
-         next_refresh_at = ?17 WHERE id = ?1";
+         next_refresh_at = ?17, version = ?18 WHERE id = ?1";
     tx.prepare_cached(sql)?
         .execute(row_params(t).as_slice())
         .map_err(conflict)?;
@@ -312,7 +456,7 @@ fn conflict(e: rusqlite::Error) -> StoreError {
     }
 }
 
-fn row_params(t: &StoredToken) -> [&dyn rusqlite::ToSql; 17] {
+fn row_params(t: &StoredToken) -> [&dyn rusqlite::ToSql; 18] {
     let (k, m) = (&t.token, &t.meta);
     [
         &k.id,
@@ -332,6 +476,7 @@ fn row_params(t: &StoredToken) -> [&dyn rusqlite::ToSql; 17] {
         &m.failures,
         &m.last_error,
         &m.next_refresh_at,
+        &m.version,
     ]
 }
 
@@ -404,6 +549,7 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<StoredToken> {
             failures: r.get(14)?,
             last_error: r.get(15)?,
             next_refresh_at: r.get(16)?,
+            version: r.get(17)?,
         },
     })
 }

@@ -57,6 +57,9 @@ pub enum Error {
         path: PathBuf,
         source: io::Error,
     },
+    /// The HTTP client for the provider could not be set up.
+    #[error(transparent)]
+    OAuth(#[from] crate::oauth::OAuthError),
     /// The configured socket group does not exist.
     #[error("socket.group: no group named {0:?}")]
     NoSuchGroup(String),

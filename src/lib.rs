@@ -14,13 +14,17 @@
 //! configuration in `config.rs`. `run` wires these together and is what both the
 //! `tokend` binary and the integration tests start.
 
+pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod db;
 pub mod error;
 pub mod front;
 pub mod model;
+pub mod oauth;
 pub mod protocol;
+pub mod refresher;
+pub mod schedule;
 pub mod store;
 
 use std::future::Future;
@@ -33,11 +37,26 @@ pub use error::Error;
 /// Runs the daemon until `shutdown` resolves, then stops accepting clients, answers the
 /// requests already read, and returns. Must be called inside an actix `System`.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    run_with_clock(config, clock::Clock::system(), shutdown).await
+}
+
+/// `run` on a given clock: tests pass a manual one and move time instead of waiting.
+pub async fn run_with_clock(
+    config: Config,
+    clock: clock::Clock,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let r = &config.refresh;
+    let oauth = oauth::OAuthClient::new(r.endpoints.clone(), r.connect_timeout, r.timeout)?;
     let db = db::Db::open(&config.store.path, config.store.busy_timeout)?;
     let tokens = db.count()?;
     let (listener, socket_guard) = front::bind(&config.socket)?;
-    let (store, store_thread) = store::StoreActor::start(db);
-    let services = connection::Services { store };
+    let (store, store_thread) = store::StoreActor::start(db, clock.clone());
+    let refresher = refresher::RefresherActor::new(r.clone(), clock, store.clone(), oauth).start();
+    let services = connection::Services {
+        store,
+        refresher: refresher.clone(),
+    };
     let front = front::FrontActor::new(listener, services, &config.socket).start();
     tracing::info!(
         socket = %config.socket.path.display(),
@@ -51,6 +70,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!("shutting down: accepting no new clients, answering requests in flight");
     let _ = front.send(front::Shutdown).await;
     drop(socket_guard);
+    let _ = refresher.send(refresher::Shutdown).await;
     store_thread.stop();
     // The store's thread drops the database connection as it ends; wait for that so the
     // process exits with the file closed cleanly.

@@ -167,6 +167,10 @@ pub struct Meta {
     /// The last refresh error's code (a provider error code, never a secret).
     pub last_error: Option<String>,
     pub next_refresh_at: Option<i64>,
+    /// Bumped by every write, so a refresh that finishes after a client replaced or
+    /// re-saved the token can tell, and step aside.
+    #[serde(skip)]
+    pub version: i64,
 }
 
 /// A token as stored: the record plus tokend's metadata.

@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::error::StoreError;
 use crate::model::{StoredToken, Token};
+use crate::refresher::RefreshError;
 
 /// The protocol version `ping` reports; bumped on an incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -42,6 +43,22 @@ pub enum Request {
     DeleteTokens,
     /// `{"op": "ping"}` → `{"version": "0.1.0", "protocol": 1, "tokens": n}`
     Ping,
+    /// `{"op": "access_token", "token_id": "1"}` or `{"op": "access_token", "user_name": "u"}`
+    /// → `{"token_id", "access_token", "expiry_time", "api_domain"}`, with at least
+    /// `refresh.min_validity` left, refreshing first if needed.
+    AccessToken { key: TokenKey },
+    /// `{"op": "refresh", "token_id": "1"}` → `{"token": T}`: refresh now.
+    Refresh { token_id: String },
+    /// `{"op": "status"}` → `{"tokens": {"active": n, "needs_reauth": m}, "scheduled", "in_flight",
+    /// "refreshed", "failed", "next_refresh_at"}`
+    Status,
+}
+
+/// How `access_token` names its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenKey {
+    Id(String),
+    UserName(String),
 }
 
 /// A successful reply's `result`.
@@ -67,6 +84,17 @@ pub enum Answer {
         protocol: u32,
         tokens: u64,
     },
+    Access {
+        token_id: String,
+        access_token: Option<String>,
+        expiry_time: Option<String>,
+        api_domain: Option<String>,
+    },
+    Status {
+        tokens: std::collections::BTreeMap<&'static str, u64>,
+        #[serde(flatten)]
+        refresher: crate::refresher::Status,
+    },
 }
 
 /// Error codes: stable, for programs. See docs/protocol.md for what a client does on each.
@@ -80,6 +108,10 @@ pub enum Code {
     StoreFailure,
     Busy,
     ShuttingDown,
+    NotFound,
+    NeedsReauth,
+    Throttled,
+    RefreshFailed,
 }
 
 /// A failed reply's `error`. The message is for people and never holds a secret.
@@ -87,6 +119,12 @@ pub enum Code {
 pub struct WireError {
     pub code: Code,
     pub message: String,
+    /// With `throttled`: when a retry may succeed, in epoch ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<i64>,
+    /// With `refresh_failed` and `needs_reauth`: the provider's error code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_error: Option<String>,
 }
 
 impl WireError {
@@ -94,6 +132,8 @@ impl WireError {
         WireError {
             code,
             message: message.into(),
+            retry_at: None,
+            provider_error: None,
         }
     }
 
@@ -118,6 +158,29 @@ impl From<StoreError> for WireError {
             }
         };
         WireError::new(code, e.to_string())
+    }
+}
+
+impl From<RefreshError> for WireError {
+    fn from(e: RefreshError) -> WireError {
+        let message = e.to_string();
+        match e {
+            RefreshError::Store(e) => e.into(),
+            RefreshError::NotFound => WireError::new(Code::NotFound, message),
+            RefreshError::ShuttingDown => WireError::new(Code::ShuttingDown, message),
+            RefreshError::NeedsReauth { provider_error } => WireError {
+                provider_error,
+                ..WireError::new(Code::NeedsReauth, message)
+            },
+            RefreshError::Throttled { retry_at } => WireError {
+                retry_at: Some(retry_at),
+                ..WireError::new(Code::Throttled, message)
+            },
+            RefreshError::Failed { provider_error, .. } => WireError {
+                provider_error: Some(provider_error),
+                ..WireError::new(Code::RefreshFailed, message)
+            },
+        }
     }
 }
 
@@ -178,6 +241,28 @@ fn request(mut args: Map<String, Value>) -> Result<Request, WireError> {
         },
         "delete_tokens" => Request::DeleteTokens,
         "ping" => Request::Ping,
+        "access_token" => {
+            let id = optional(&mut args, "token_id")
+                .map(|v| string(v, "token_id"))
+                .transpose()?;
+            let name = optional(&mut args, "user_name")
+                .map(|v| string(v, "user_name"))
+                .transpose()?;
+            let key = match (id, name) {
+                (Some(id), None) => TokenKey::Id(id),
+                (None, Some(name)) => TokenKey::UserName(name),
+                _ => {
+                    return Err(WireError::bad(
+                        "give exactly one of `token_id` and `user_name`",
+                    ))
+                }
+            };
+            Request::AccessToken { key }
+        }
+        "refresh" => Request::Refresh {
+            token_id: string(required(&mut args, "token_id")?, "token_id")?,
+        },
+        "status" => Request::Status,
         other => return Err(WireError::bad(format!("unknown op `{}`", clip(other)))),
     };
     match args.keys().next() {

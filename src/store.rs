@@ -10,9 +10,11 @@
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::db::{Db, Outcome, Write};
+use crate::clock::Clock;
+use crate::db::{Db, Outcome, RefreshUpdate, Write};
 use crate::error::StoreError;
-use crate::model::{now_ms, StoredToken, Token};
+use crate::model::{StoredToken, Token, TokenState};
+use crate::schedule::ScheduleInput;
 
 /// Save a token by the SDK's `save_token` rules; the reply is the token as stored.
 #[derive(Message)]
@@ -50,6 +52,29 @@ pub struct List {
 #[rtype(result = "Result<u64, StoreError>")]
 pub struct Count;
 
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(TokenState, u64)>, StoreError>")]
+pub struct CountByState;
+
+/// Record a refresh attempt's result for the token as it was at `version`. The reply is
+/// the updated token, or `None` when a client changed or deleted it meanwhile (then
+/// nothing was written).
+#[derive(Message)]
+#[rtype(result = "Result<Option<StoredToken>, StoreError>")]
+pub struct ApplyRefresh {
+    pub id: String,
+    pub version: i64,
+    pub update: RefreshUpdate,
+}
+
+/// One page of what the refresher schedules, for loading the schedule at start.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(String, ScheduleInput)>, StoreError>")]
+pub struct SchedulePage {
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
 /// Tell `0` about every committed change from now on. The refresher and the cleanup
 /// actor follow saves and deletes this way, whoever made them.
 #[derive(Message)]
@@ -70,6 +95,7 @@ type Reply = oneshot::Sender<Result<Outcome, StoreError>>;
 
 pub struct StoreActor {
     db: Db,
+    clock: Clock,
     /// Writes waiting for the next group commit, each with its caller's reply channel.
     pending: Vec<(Write, Reply)>,
     /// Whether a `Flush` is already on its way, so a batch gets exactly one.
@@ -84,12 +110,13 @@ const MAILBOX_CAPACITY: usize = 4096;
 impl StoreActor {
     /// Starts the actor on a new thread of its own (SQLite calls block) and returns its
     /// address and the thread's arbiter, to stop at shutdown.
-    pub fn start(db: Db) -> (Addr<StoreActor>, Arbiter) {
+    pub fn start(db: Db, clock: Clock) -> (Addr<StoreActor>, Arbiter) {
         let arbiter = Arbiter::new();
         let addr = StoreActor::start_in_arbiter(&arbiter.handle(), move |ctx| {
             ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
             StoreActor {
                 db,
+                clock,
                 pending: Vec::new(),
                 flush_queued: false,
                 subscribers: Vec::new(),
@@ -119,7 +146,7 @@ impl StoreActor {
         }
         let (writes, replies): (Vec<Write>, Vec<Reply>) =
             std::mem::take(&mut self.pending).into_iter().unzip();
-        match self.db.apply_batch(&writes, now_ms()) {
+        match self.db.apply_batch(&writes, self.clock.now_ms()) {
             Ok(outcomes) => {
                 for (outcome, reply) in outcomes.into_iter().zip(replies) {
                     if let Ok(done) = &outcome {
@@ -200,6 +227,23 @@ impl Handler<DeleteAll> for StoreActor {
     }
 }
 
+impl Handler<ApplyRefresh> for StoreActor {
+    type Result = ResponseFuture<Result<Option<StoredToken>, StoreError>>;
+
+    fn handle(&mut self, msg: ApplyRefresh, ctx: &mut Self::Context) -> Self::Result {
+        let write = Write::Refreshed {
+            id: msg.id,
+            version: msg.version,
+            update: msg.update,
+        };
+        write_reply(self, ctx, write, |o| match o {
+            Outcome::Saved(t) => Some(Some(t)),
+            Outcome::Superseded { .. } => Some(None),
+            _ => None,
+        })
+    }
+}
+
 impl Handler<Flush> for StoreActor {
     type Result = ();
 
@@ -241,6 +285,24 @@ impl Handler<Count> for StoreActor {
     fn handle(&mut self, _: Count, _: &mut Self::Context) -> Self::Result {
         self.flush();
         self.db.count()
+    }
+}
+
+impl Handler<CountByState> for StoreActor {
+    type Result = Result<Vec<(TokenState, u64)>, StoreError>;
+
+    fn handle(&mut self, _: CountByState, _: &mut Self::Context) -> Self::Result {
+        self.flush();
+        self.db.count_by_state()
+    }
+}
+
+impl Handler<SchedulePage> for StoreActor {
+    type Result = Result<Vec<(String, ScheduleInput)>, StoreError>;
+
+    fn handle(&mut self, msg: SchedulePage, _: &mut Self::Context) -> Self::Result {
+        self.flush();
+        self.db.schedule_page(msg.after.as_deref(), msg.limit)
     }
 }
 

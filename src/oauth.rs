@@ -1,0 +1,406 @@
+//! The client for Zoho's accounts server: refresh an access token, exchange a grant code,
+//! revoke a refresh token (`../shared/ZOHO.md`, "The accounts server").
+//!
+//! Zoho answers most errors with HTTP 200 and an `error` field, so answers are classified
+//! by their body, and [`OAuthError`] tells the refresher what to do next: give up until the
+//! user authorises again, wait out the rate window, or back off and retry. Secrets travel
+//! only in the form body; no token, client secret, grant code or response body is ever
+//! logged or put in an error message.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::ACCEPT;
+use reqwest::{StatusCode, Url};
+use serde_json::{Map, Value};
+
+#[cfg(test)]
+mod tests;
+
+const TOKEN_PATH: &str = "/oauth/v2/token";
+const REVOKE_PATH: &str = "/oauth/v2/token/revoke";
+
+/// The most of a response body that is read. Zoho's answers are a few hundred bytes; a
+/// broken or hostile server must not make the daemon buffer without limit.
+const MAX_BODY: usize = 64 * 1024;
+
+/// The longest lifetime believed. No Zoho token lives past an hour; the clamp keeps the
+/// refresher's deadline arithmetic far from overflow, and bounds the damage of a server
+/// that sends milliseconds in `expires_in` without the legacy `expires_in_sec`.
+const MAX_EXPIRES_IN: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Error codes after which no retry can succeed: the refresh token, grant code or client
+/// credentials are dead, and the user must authorise again.
+const PERMANENT: &[&str] = &[
+    "invalid_code",
+    "invalid_client",
+    "invalid_client_secret",
+    "invalid_grant",
+    "unauthorized_client",
+];
+
+/// Zoho's throttling `error` code. Its description is localised, so only this is matched.
+const THROTTLED: &str = "Access Denied";
+
+/// Zoho's data centres: an api_domain host without its first label → accounts server. The
+/// first label is `www`, `sandbox` or `developer`: all use their region's accounts server.
+const DATA_CENTRES: &[(&str, &str)] = &[
+    ("zohoapis.com", "https://accounts.zoho.com"),
+    ("zohoapis.eu", "https://accounts.zoho.eu"),
+    ("zohoapis.in", "https://accounts.zoho.in"),
+    ("zohoapis.com.cn", "https://accounts.zoho.com.cn"),
+    ("zohoapis.jp", "https://accounts.zoho.jp"),
+    ("zohoapis.com.au", "https://accounts.zoho.com.au"),
+    ("zohoapis.ca", "https://accounts.zohocloud.ca"),
+    ("zohoapis.sa", "https://accounts.zoho.sa"),
+];
+
+/// Where the accounts server for a token is: an explicit per-api_domain map from config
+/// first, then Zoho's data-centre table (only `https://{www,sandbox,developer}.zohoapis.X`
+/// on the default port), then the fallback `accounts_url`. api_domains are compared by
+/// scheme, host and port, so case, a trailing slash or a path do not matter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Endpoints {
+    /// The fallback base URL, like `https://accounts.zoho.com` or `http://127.0.0.1:PORT`.
+    pub accounts_url: Option<String>,
+    /// api_domain → accounts base URL; wins over the data-centre table.
+    pub per_domain: BTreeMap<String, String>,
+}
+
+/// The HTTP client for the token endpoint. Cloning is cheap and shares the connection pool.
+#[derive(Debug, Clone)]
+pub struct OAuthClient {
+    http: reqwest::Client,
+    /// `Endpoints::accounts_url`, validated, without a trailing slash.
+    fallback: Option<String>,
+    /// `Endpoints::per_domain`, keyed by normalised origin, values without a trailing slash.
+    per_domain: Arc<BTreeMap<String, String>>,
+}
+
+/// A refresh: `grant_type=refresh_token`. No `Debug`: it holds secrets.
+pub struct RefreshRequest<'a> {
+    pub client_id: &'a str,
+    pub client_secret: &'a str,
+    pub refresh_token: &'a str,
+    pub api_domain: Option<&'a str>,
+}
+
+/// A grant-code exchange: `grant_type=authorization_code`. No `Debug`: it holds secrets.
+pub struct CodeRequest<'a> {
+    pub client_id: &'a str,
+    pub client_secret: &'a str,
+    pub code: &'a str,
+    /// Sent as `redirect_uri` when present, omitted otherwise.
+    pub redirect_uri: Option<&'a str>,
+    pub api_domain: Option<&'a str>,
+}
+
+/// A successful answer. `Debug` redacts both tokens.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub access_token: String,
+    /// Present on a code exchange; on a refresh only when Zoho rotated it (else keep the
+    /// stored one).
+    pub refresh_token: Option<String>,
+    /// From `expires_in_sec` when present (legacy servers sent `expires_in` in ms beside
+    /// it), else `expires_in` in seconds; at most a day.
+    pub expires_in: Duration,
+    pub api_domain: Option<String>,
+}
+
+impl fmt::Debug for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grant")
+            .field("access_token", &"<redacted>")
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("expires_in", &self.expires_in)
+            .field("api_domain", &self.api_domain)
+            .finish()
+    }
+}
+
+/// Why a call to the accounts server failed. Messages never contain secrets or bodies.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OAuthError {
+    /// The provider rejected the credentials (`code` is one of `invalid_code`,
+    /// `invalid_client`, `invalid_client_secret`, `invalid_grant`, `unauthorized_client`):
+    /// stop retrying and mark the token `needs_reauth`.
+    #[error(
+        "the accounts server rejected the credentials ({code}): the user must authorise again"
+    )]
+    Permanent { code: String },
+    /// Zoho's `Access Denied` or HTTP 429: wait until the rate window can have cleared.
+    #[error("the accounts server is throttling requests")]
+    Throttled,
+    /// No usable answer (connection, timeout, 5xx, malformed body, unknown error code):
+    /// retry with backoff. `reason` is short and holds no body content.
+    #[error("the accounts server request failed: {reason}")]
+    Transient { reason: String },
+    /// No accounts server is known for this api_domain (`(none)` when the token has none):
+    /// configure one; retrying cannot help.
+    #[error("no accounts server is known for api_domain {api_domain}; configure an accounts URL")]
+    NoAccountsServer { api_domain: String },
+    /// The client could not be built (TLS initialisation, an invalid accounts URL): the
+    /// daemon cannot refresh with this configuration.
+    #[error("cannot set up the accounts server client: {reason}")]
+    Setup { reason: String },
+}
+
+impl OAuthError {
+    /// A short stable code for the token's `meta.last_error` and the wire's
+    /// `provider_error`: the provider's code for `Permanent`, else the variant's name.
+    pub fn code(&self) -> &str {
+        match self {
+            OAuthError::Permanent { code } => code,
+            OAuthError::Throttled => "throttled",
+            OAuthError::Transient { .. } => "transient",
+            OAuthError::NoAccountsServer { .. } => "no_accounts_server",
+            OAuthError::Setup { .. } => "setup",
+        }
+    }
+}
+
+fn transient(reason: impl Into<String>) -> OAuthError {
+    OAuthError::Transient {
+        reason: reason.into(),
+    }
+}
+
+impl OAuthClient {
+    /// Validates the configured accounts URLs and builds the HTTP client.
+    pub fn new(
+        endpoints: Endpoints,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<OAuthClient, OAuthError> {
+        let fallback = endpoints
+            .accounts_url
+            .as_deref()
+            .map(accounts_base)
+            .transpose()?;
+        let per_domain = endpoints
+            .per_domain
+            .iter()
+            .map(|(domain, url)| Ok((origin_key(domain), accounts_base(url)?)))
+            .collect::<Result<_, OAuthError>>()?;
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(connect_timeout)
+            .timeout(timeout)
+            // A 307/308 would resend the form, client secret included, wherever the server
+            // points; the token endpoint has no reason to redirect.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tokend/", env!("CARGO_PKG_VERSION")))
+            .build()
+            // Debug, unlike Display, shows the cause; nothing secret exists at this point.
+            .map_err(|e| OAuthError::Setup {
+                reason: format!("{e:?}"),
+            })?;
+        Ok(OAuthClient {
+            http,
+            fallback,
+            per_domain: Arc::new(per_domain),
+        })
+    }
+
+    /// The accounts server base URL (no trailing slash) for a token's api_domain.
+    pub fn accounts_url(&self, api_domain: Option<&str>) -> Result<String, OAuthError> {
+        let configured = api_domain.and_then(|d| self.per_domain.get(&origin_key(d)));
+        configured
+            .cloned()
+            .or_else(|| api_domain.and_then(data_centre).map(str::to_owned))
+            .or_else(|| self.fallback.clone())
+            .ok_or_else(|| OAuthError::NoAccountsServer {
+                api_domain: api_domain.unwrap_or("(none)").to_owned(),
+            })
+    }
+
+    /// POST {accounts}/oauth/v2/token, form grant_type=refresh_token, client_id,
+    /// client_secret, refresh_token.
+    pub async fn refresh(&self, req: &RefreshRequest<'_>) -> Result<Grant, OAuthError> {
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("client_id", req.client_id),
+            ("client_secret", req.client_secret),
+            ("refresh_token", req.refresh_token),
+        ];
+        grant_from(&self.post(req.api_domain, TOKEN_PATH, &form).await?)
+    }
+
+    /// POST {accounts}/oauth/v2/token, form grant_type=authorization_code, client_id,
+    /// client_secret, code, redirect_uri (omitted if None).
+    pub async fn exchange_code(&self, req: &CodeRequest<'_>) -> Result<Grant, OAuthError> {
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("client_id", req.client_id),
+            ("client_secret", req.client_secret),
+            ("code", req.code),
+        ];
+        form.extend(req.redirect_uri.map(|uri| ("redirect_uri", uri)));
+        grant_from(&self.post(req.api_domain, TOKEN_PATH, &form).await?)
+    }
+
+    /// POST {accounts}/oauth/v2/token/revoke, form token=<refresh_token>. Only an answer
+    /// `{"status":"success"}` counts as revoked.
+    pub async fn revoke(
+        &self,
+        refresh_token: &str,
+        api_domain: Option<&str>,
+    ) -> Result<(), OAuthError> {
+        let answer = self
+            .post(api_domain, REVOKE_PATH, &[("token", refresh_token)])
+            .await?;
+        match answer.get("status").and_then(Value::as_str) {
+            Some("success") => Ok(()),
+            _ => Err(transient("revocation not confirmed")),
+        }
+    }
+
+    /// Sends the form and returns the answer's JSON object if it carries no error.
+    async fn post(
+        &self,
+        api_domain: Option<&str>,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> Result<Map<String, Value>, OAuthError> {
+        let url = format!("{}{path}", self.accounts_url(api_domain)?);
+        let mut response = (self.http.post(&url))
+            .header(ACCEPT, "application/json")
+            .form(form)
+            .send()
+            .await
+            .map_err(request_failed)?;
+        let status = response.status();
+        tracing::debug!(%url, status = status.as_u16(), "accounts server answered");
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(OAuthError::Throttled);
+        }
+        // A server fault says nothing about the credentials, whatever its body claims.
+        if status.is_server_error() {
+            return Err(transient(format!("HTTP {}", status.as_u16())));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(request_failed)? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(transient(format!(
+                    "response larger than {} KiB",
+                    MAX_BODY / 1024
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        classify(status, &body)
+    }
+}
+
+/// Classifies a non-5xx answer by its body; the status only decides what a body without
+/// an `error` code means.
+fn classify(status: StatusCode, body: &[u8]) -> Result<Map<String, Value>, OAuthError> {
+    let http_status = || transient(format!("HTTP {}", status.as_u16()));
+    let answer = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(answer)) => answer,
+        _ if !status.is_success() => return Err(http_status()),
+        Ok(_) => return Err(transient("response is not a JSON object")),
+        Err(_) => return Err(transient("response is not JSON")),
+    };
+    match answer.get("error") {
+        Some(Value::String(code)) if code == THROTTLED => Err(OAuthError::Throttled),
+        Some(Value::String(code)) if PERMANENT.contains(&code.as_str()) => {
+            Err(OAuthError::Permanent { code: code.clone() })
+        }
+        Some(Value::String(code)) => Err(transient(format!("unknown error code `{}`", clip(code)))),
+        Some(Value::Null) | None if status.is_success() => Ok(answer),
+        Some(Value::Null) | None => Err(http_status()),
+        Some(_) => Err(transient("error field is not a string")),
+    }
+}
+
+fn grant_from(answer: &Map<String, Value>) -> Result<Grant, OAuthError> {
+    let text = |key| {
+        let value = answer.get(key).and_then(Value::as_str);
+        value.filter(|s| !s.is_empty()).map(str::to_owned)
+    };
+    let access_token =
+        text("access_token").ok_or_else(|| transient("response lacks access_token"))?;
+    // When `expires_in_sec` is present, `expires_in` may be milliseconds: never fall back.
+    let seconds = match answer.get("expires_in_sec") {
+        Some(value) => seconds(value),
+        None => answer.get("expires_in").and_then(seconds),
+    };
+    let seconds = seconds.ok_or_else(|| transient("response lacks a positive expires_in"))?;
+    Ok(Grant {
+        access_token,
+        refresh_token: text("refresh_token"),
+        expires_in: Duration::from_secs(seconds).min(MAX_EXPIRES_IN),
+        api_domain: text("api_domain"),
+    })
+}
+
+/// A positive whole number of seconds, as a JSON number or a numeric string.
+fn seconds(value: &Value) -> Option<u64> {
+    let n = match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    n.filter(|&n| n > 0)
+}
+
+/// A provider-chosen error code made safe for a log line: 64 characters, no controls.
+fn clip(code: &str) -> String {
+    let safe = |c: char| if c.is_control() { '?' } else { c };
+    code.chars().take(64).map(safe).collect()
+}
+
+/// Only the kind of failure: reqwest's own message names the URL and, for a decoding
+/// error, could quote the body.
+fn request_failed(e: reqwest::Error) -> OAuthError {
+    let io_kind = std::iter::successors(std::error::Error::source(&e), |s| s.source())
+        .find_map(|s| s.downcast_ref::<std::io::Error>().map(std::io::Error::kind));
+    transient(match (e.is_timeout(), e.is_connect(), io_kind) {
+        (true, _, _) => "timed out".to_owned(),
+        (_, true, Some(kind)) => format!("connection failed: {kind}"),
+        (_, true, None) => "connection failed".to_owned(),
+        _ if e.is_body() || e.is_decode() => "reading the response failed".to_owned(),
+        _ => "request failed".to_owned(),
+    })
+}
+
+/// `url` if it is an http(s) URL with a host.
+fn http_url(url: &str) -> Option<Url> {
+    let url = Url::parse(url.trim()).ok()?;
+    (matches!(url.scheme(), "http" | "https") && url.host_str().is_some()).then_some(url)
+}
+
+/// A configured accounts base, validated, without a trailing slash.
+fn accounts_base(url: &str) -> Result<String, OAuthError> {
+    let base = url.trim().trim_end_matches('/');
+    http_url(base)
+        .map(|_| base.to_owned())
+        .ok_or_else(|| OAuthError::Setup {
+            reason: format!("accounts URL `{url}` is not an http(s) URL"),
+        })
+}
+
+/// The form api_domains are compared in: `scheme://host[:port]` in lowercase (or the
+/// trimmed lowercase text when it is not an http(s) URL).
+fn origin_key(api_domain: &str) -> String {
+    match http_url(api_domain) {
+        Some(url) => url.origin().ascii_serialization(),
+        None => api_domain.trim().trim_end_matches('/').to_ascii_lowercase(),
+    }
+}
+
+/// The accounts server of a Zoho data centre's api_domain, from the table in ZOHO.md.
+fn data_centre(api_domain: &str) -> Option<&'static str> {
+    let url = http_url(api_domain).filter(|u| u.scheme() == "https" && u.port().is_none())?;
+    let (prefix, region) = url.host_str()?.split_once('.')?;
+    let known = matches!(prefix, "www" | "sandbox" | "developer");
+    let row = DATA_CENTRES.iter().find(|(dc, _)| known && *dc == region)?;
+    Some(row.1)
+}

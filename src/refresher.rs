@@ -1,0 +1,383 @@
+//! RefresherActor: refreshes every refreshable token once, ahead of its expiry, for
+//! everyone; and hands out access tokens with time left on them.
+//!
+//! Deadlines live in one ordered structure (`schedule::Deadlines`) with a single timer
+//! for the earliest, so a million tokens cost a million small entries, not a million
+//! timers. Every committed save or delete reaches the actor through `store::Changed` and
+//! moves or cancels that token's deadline. A refresh is single-flight per token: whoever
+//! asks while one runs (the schedule, `access_token`, `refresh`) waits for that one. The
+//! attempt itself (`attempt.rs`) reads the token fresh, spends the rate budget, calls
+//! the provider and records the result through the store, which refuses the write if a
+//! client changed or deleted the token meanwhile.
+
+mod attempt;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde::Serialize;
+use tokio::sync::{oneshot, Notify};
+
+use crate::clock::Clock;
+use crate::config::RefreshConfig;
+use crate::db::Outcome;
+use crate::model::{StoredToken, Token};
+use crate::oauth::OAuthClient;
+use crate::schedule::{deadline, Deadlines, RateBudget, ScheduleInput};
+use crate::store::{self, StoreActor};
+
+pub use attempt::RefreshError;
+
+/// An access token with at least `refresh.min_validity` left, refreshing first if needed.
+#[derive(Message)]
+#[rtype(result = "Result<StoredToken, RefreshError>")]
+pub enum AccessToken {
+    ById(String),
+    ByUserName(String),
+}
+
+/// Refresh now, whatever the token's expiry (still within the rate budget).
+#[derive(Message)]
+#[rtype(result = "Result<StoredToken, RefreshError>")]
+pub struct Refresh(pub String);
+
+/// The refresher's counters, for the `status` operation.
+#[derive(Message)]
+#[rtype(result = "Status")]
+pub struct GetStatus;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Status {
+    pub scheduled: usize,
+    pub in_flight: usize,
+    pub refreshed: u64,
+    pub failed: u64,
+    pub next_refresh_at: Option<i64>,
+}
+
+/// Start no new refresh; wait (bounded) for those under way to be recorded.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// What a refresh attempt needs, shared with the attempts under way.
+struct Deps {
+    cfg: RefreshConfig,
+    clock: Clock,
+    store: Addr<StoreActor>,
+    oauth: OAuthClient,
+    /// Shared with attempts, which spend it once they know the refresh token. Borrowed
+    /// only between awaits: everything here runs on the actor's one thread.
+    budget: RefCell<RateBudget>,
+    /// Provider answers since start, for `status`.
+    refreshed: Cell<u64>,
+    failed: Cell<u64>,
+}
+
+type Waiter = oneshot::Sender<Result<StoredToken, RefreshError>>;
+
+pub struct RefresherActor {
+    deps: Rc<Deps>,
+    deadlines: Deadlines,
+    /// The single wake-up, and the deadline it is set for.
+    timer: Option<(SpawnHandle, i64)>,
+    /// Tokens being refreshed now, each with the callers waiting for the result.
+    in_flight: HashMap<String, Vec<Waiter>>,
+    stopping: bool,
+    /// Signalled when the last refresh under way finishes during shutdown.
+    drained: Rc<Notify>,
+}
+
+/// Page size when loading the schedule at start: bounds the memory of one load step.
+const LOAD_PAGE: u32 = 10_000;
+/// The longest single sleep: the wall clock can jump (suspend, NTP) while a monotonic
+/// timer sleeps, so a far deadline is re-checked against the clock at least this often.
+const MAX_SLEEP: Duration = Duration::from_secs(300);
+
+impl RefresherActor {
+    pub fn new(
+        cfg: RefreshConfig,
+        clock: Clock,
+        store: Addr<StoreActor>,
+        oauth: OAuthClient,
+    ) -> Self {
+        RefresherActor {
+            deps: Rc::new(Deps {
+                cfg,
+                clock,
+                store,
+                oauth,
+                budget: RefCell::default(),
+                refreshed: Cell::new(0),
+                failed: Cell::new(0),
+            }),
+            deadlines: Deadlines::default(),
+            timer: None,
+            in_flight: HashMap::new(),
+            stopping: false,
+            drained: Rc::new(Notify::new()),
+        }
+    }
+
+    fn schedule(&mut self, id: &str, input: Option<ScheduleInput>, ctx: &mut Context<Self>) {
+        match input.filter(|_| self.deps.cfg.enabled) {
+            Some(input) => {
+                let at = deadline(input, &self.deps.cfg, fastrand::f64());
+                self.deadlines.set(id, at);
+                if self.timer.as_ref().is_none_or(|&(_, armed)| at < armed) {
+                    self.arm(ctx);
+                }
+            }
+            None => self.deadlines.cancel(id),
+        }
+    }
+
+    /// Sets the one timer for the earliest deadline, unless the refresh slots are full
+    /// (then the next finished refresh re-arms).
+    fn arm(&mut self, ctx: &mut Context<Self>) {
+        if let Some((handle, _)) = self.timer.take() {
+            ctx.cancel_future(handle);
+        }
+        if self.stopping || self.in_flight.len() >= self.deps.cfg.max_in_flight {
+            return;
+        }
+        let Some(at) = self.deadlines.next() else {
+            return;
+        };
+        let wait =
+            Duration::from_millis((at - self.deps.clock.now_ms()).max(0) as u64).min(MAX_SLEEP);
+        let handle = ctx.run_later(wait, |act, ctx| {
+            act.timer = None;
+            act.fire(ctx);
+        });
+        self.timer = Some((handle, at));
+    }
+
+    /// Starts the due refreshes, earliest first, as far as the slots allow.
+    fn fire(&mut self, ctx: &mut Context<Self>) {
+        let now = self.deps.clock.now_ms();
+        while !self.stopping && self.in_flight.len() < self.deps.cfg.max_in_flight {
+            let Some(id) = self.deadlines.pop_due(now) else {
+                break;
+            };
+            // A refresh already under way reschedules the token when it ends.
+            if !self.in_flight.contains_key(&*id) {
+                drop(self.join(id.to_string(), true, ctx));
+            }
+        }
+        self.deps.budget.borrow_mut().prune(now, &self.deps.cfg);
+        self.arm(ctx);
+    }
+
+    /// Joins the refresh of `id` under way, or starts one. `force`: refresh even if the
+    /// token has time left (the schedule and `refresh` want that; `access_token` not).
+    fn join(
+        &mut self,
+        id: String,
+        force: bool,
+        ctx: &mut Context<Self>,
+    ) -> oneshot::Receiver<Result<StoredToken, RefreshError>> {
+        let (tx, rx) = oneshot::channel();
+        if self.stopping {
+            let _ = tx.send(Err(RefreshError::ShuttingDown));
+            return rx;
+        }
+        if let Some(waiters) = self.in_flight.get_mut(&id) {
+            waiters.push(tx);
+            return rx;
+        }
+        self.in_flight.insert(id.clone(), vec![tx]);
+        let attempt = attempt::run(self.deps.clone(), id.clone(), force);
+        ctx.spawn(
+            attempt
+                .into_actor(self)
+                .map(move |(result, latest), act, ctx| act.finished(&id, result, latest, ctx)),
+        );
+        rx
+    }
+
+    fn finished(
+        &mut self,
+        id: &str,
+        result: Result<StoredToken, RefreshError>,
+        latest: attempt::Latest,
+        ctx: &mut Context<Self>,
+    ) {
+        match latest {
+            attempt::Latest::Stored(input) => self.schedule(id, input, ctx),
+            attempt::Latest::RetryAt(at) => self.deadlines.set(id, at),
+            attempt::Latest::Gone => self.deadlines.cancel(id),
+        }
+        for waiter in self.in_flight.remove(id).unwrap_or_default() {
+            let _ = waiter.send(result.clone());
+        }
+        if self.stopping && self.in_flight.is_empty() {
+            self.drained.notify_one();
+        }
+        self.arm(ctx);
+    }
+
+    /// Loads every schedulable token's deadline from the store, a page at a time.
+    fn load(&mut self, after: Option<String>, ctx: &mut Context<Self>) {
+        let page = self.deps.store.send(store::SchedulePage {
+            after,
+            limit: LOAD_PAGE,
+        });
+        ctx.wait(page.into_actor(self).map(|page, act, ctx| {
+            let rows = match page {
+                Ok(Ok(rows)) => rows,
+                Ok(Err(e)) => {
+                    return tracing::error!(error = %e, "cannot load the refresh schedule")
+                }
+                Err(_) => return,
+            };
+            let last = rows.last().map(|(id, _)| id.clone());
+            for (id, input) in rows {
+                let at = deadline(input, &act.deps.cfg, fastrand::f64());
+                act.deadlines.set(&id, at);
+            }
+            match last {
+                Some(last) => act.load(Some(last), ctx),
+                None => {
+                    tracing::info!(scheduled = act.deadlines.len(), "refresh schedule loaded");
+                    act.arm(ctx);
+                }
+            }
+        }));
+    }
+}
+
+impl Actor for RefresherActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Saves arriving while the schedule loads still count, so subscribe first.
+        self.deps
+            .store
+            .do_send(store::Subscribe(ctx.address().recipient()));
+        ctx.add_stream(self.deps.clock.changes());
+        if self.deps.cfg.enabled {
+            self.load(None, ctx);
+        }
+    }
+}
+
+/// A manual clock moved: deadlines may now be due.
+impl StreamHandler<()> for RefresherActor {
+    fn handle(&mut self, (): (), ctx: &mut Self::Context) {
+        self.fire(ctx);
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {}
+}
+
+impl Handler<store::Changed> for RefresherActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: store::Changed, ctx: &mut Self::Context) {
+        match msg.0 {
+            Outcome::Saved(t) => self.schedule(t.id(), ScheduleInput::of(&t), ctx),
+            Outcome::Deleted { id, .. } => self.deadlines.cancel(&id),
+            Outcome::DeletedAll(_) => self.deadlines.clear(),
+            Outcome::Superseded { .. } => {}
+        }
+    }
+}
+
+impl Handler<AccessToken> for RefresherActor {
+    type Result = ResponseActFuture<Self, Result<StoredToken, RefreshError>>;
+
+    fn handle(&mut self, msg: AccessToken, _: &mut Self::Context) -> Self::Result {
+        let store = self.deps.store.clone();
+        let lookup = async move {
+            match msg {
+                AccessToken::ById(id) => store.send(store::FindById(id)).await,
+                AccessToken::ByUserName(name) => {
+                    let token = Token {
+                        user_name: Some(name),
+                        ..Token::default()
+                    };
+                    store.send(store::Find(token)).await
+                }
+            }
+        };
+        Box::pin(lookup.into_actor(self).then(|found, act, ctx| {
+            // Either an answer now, or the refresh to wait for.
+            let answer = match found {
+                Ok(Ok(Some(t))) if attempt::fresh_enough(&t, &act.deps) => Ok(Ok(t)),
+                Ok(Ok(Some(t))) => Err(act.join(t.id().to_owned(), false, ctx)),
+                Ok(Ok(None)) => Ok(Err(RefreshError::NotFound)),
+                Ok(Err(e)) => Ok(Err(RefreshError::Store(e))),
+                Err(_) => Ok(Err(RefreshError::ShuttingDown)),
+            };
+            wait_for(answer).into_actor(act)
+        }))
+    }
+}
+
+impl Handler<Refresh> for RefresherActor {
+    type Result = ResponseFuture<Result<StoredToken, RefreshError>>;
+
+    fn handle(&mut self, msg: Refresh, ctx: &mut Self::Context) -> Self::Result {
+        let rx = self.join(msg.0, true, ctx);
+        Box::pin(wait_for(Err(rx)))
+    }
+}
+
+impl Handler<GetStatus> for RefresherActor {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> Self::Result {
+        MessageResult(Status {
+            scheduled: self.deadlines.len(),
+            in_flight: self.in_flight.len(),
+            refreshed: self.deps.refreshed.get(),
+            failed: self.deps.failed.get(),
+            next_refresh_at: self.deadlines.next(),
+        })
+    }
+}
+
+impl Handler<Shutdown> for RefresherActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) -> Self::Result {
+        self.stopping = true;
+        if let Some((handle, _)) = self.timer.take() {
+            ctx.cancel_future(handle);
+        }
+        let under_way = self.in_flight.len();
+        let drained = self.drained.clone();
+        // An attempt is bounded by the HTTP timeout plus a store write.
+        let limit = self.deps.cfg.timeout + self.deps.cfg.connect_timeout + Duration::from_secs(5);
+        Box::pin(async move {
+            if under_way == 0 {
+                return;
+            }
+            tracing::info!(under_way, "waiting for refreshes under way to be recorded");
+            if tokio::time::timeout(limit, drained.notified())
+                .await
+                .is_err()
+            {
+                // The store never got their results, so the old tokens stay stored and
+                // valid; they are refreshed again after the restart.
+                tracing::warn!(under_way, "gave up waiting for refreshes under way");
+            }
+        })
+    }
+}
+
+async fn wait_for(
+    answer: Result<
+        Result<StoredToken, RefreshError>,
+        oneshot::Receiver<Result<StoredToken, RefreshError>>,
+    >,
+) -> Result<StoredToken, RefreshError> {
+    match answer {
+        Ok(done) => done,
+        Err(rx) => rx.await.unwrap_or(Err(RefreshError::ShuttingDown)),
+    }
+}

@@ -1,0 +1,224 @@
+//! One refresh attempt: read the token fresh, spend the rate budget, ask the provider,
+//! record the result through the store. Plain async code with no actor state, so the
+//! single-flight bookkeeping stays in `refresher.rs` and this reads top to bottom.
+
+use std::future::Future;
+use std::rc::Rc;
+
+use crate::db::RefreshUpdate;
+use crate::error::StoreError;
+use crate::model::{StoredToken, TokenState};
+use crate::oauth::{OAuthError, RefreshRequest};
+use crate::schedule::{backoff, ScheduleInput};
+use crate::store;
+
+use super::Deps;
+
+/// Why a caller did not get a refreshed token. Never carries a secret.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RefreshError {
+    /// No token has that id or user_name.
+    #[error("no such token")]
+    NotFound,
+    /// The user must authorise again: the provider rejected the refresh token (with
+    /// `provider_error`), or the token never had what a refresh needs (`None`).
+    #[error("{}", match provider_error {
+        Some(code) => format!("the provider rejected the refresh token ({code}); the user must authorise again"),
+        None => "the token has no refresh token and client credentials to refresh with".to_owned(),
+    })]
+    NeedsReauth { provider_error: Option<String> },
+    /// The refresh budget or the provider's rate limit says wait until `retry_at`.
+    #[error("refreshing this token is paused by the rate limit until {retry_at} (epoch ms)")]
+    Throttled { retry_at: i64 },
+    /// The provider could not be reached or answered with an error; retried later.
+    #[error("refresh failed: {reason}")]
+    Failed {
+        provider_error: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("tokend is shutting down")]
+    ShuttingDown,
+}
+
+/// What the refresher should schedule after an attempt.
+pub enum Latest {
+    /// The token as now stored (`None`: not to be scheduled).
+    Stored(Option<ScheduleInput>),
+    /// Not stored anew; try again at this time.
+    RetryAt(i64),
+    /// The token no longer exists.
+    Gone,
+}
+
+/// Whether the stored access token has at least `min_validity` left.
+pub(super) fn fresh_enough(t: &StoredToken, deps: &Deps) -> bool {
+    let min = deps.cfg.min_validity.as_millis() as i64;
+    t.token.access_token.is_some()
+        && t.token
+            .expiry_ms()
+            .is_some_and(|e| e - deps.clock.now_ms() >= min)
+}
+
+pub(super) async fn run(
+    deps: Rc<Deps>,
+    id: String,
+    force: bool,
+) -> (Result<StoredToken, RefreshError>, Latest) {
+    let retry_soon = |deps: &Deps| {
+        Latest::RetryAt(deps.clock.now_ms() + deps.cfg.backoff_initial.as_millis() as i64)
+    };
+    let token = match ask(deps.store.send(store::FindById(id.clone()))).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return (Err(RefreshError::NotFound), Latest::Gone),
+        Err(e) => return (Err(e), retry_soon(&deps)),
+    };
+    // Someone refreshed (or a client saved) while this caller waited: nothing to do.
+    if !force && fresh_enough(&token, &deps) {
+        return (Ok(token.clone()), Latest::Stored(ScheduleInput::of(&token)));
+    }
+    if token.meta.state == TokenState::NeedsReauth {
+        let provider_error = Some(token.meta.last_error.clone().unwrap_or_default());
+        return (
+            Err(RefreshError::NeedsReauth { provider_error }),
+            Latest::Stored(ScheduleInput::of(&token)),
+        );
+    }
+    // A caller does not get to cut a backoff or a throttle short: asking the provider
+    // again now is what the wait is there to prevent. (`refresh` forces, within budget.)
+    if let Some(retry_at) = token
+        .meta
+        .next_refresh_at
+        .filter(|&at| !force && at > deps.clock.now_ms())
+    {
+        let error = match token.meta.last_error.as_deref() {
+            Some("throttled") => RefreshError::Throttled { retry_at },
+            last => RefreshError::Failed {
+                provider_error: last.unwrap_or("unknown").to_owned(),
+                reason: format!("the last attempt failed; the next is at {retry_at} (epoch ms)"),
+            },
+        };
+        return (Err(error), Latest::Stored(ScheduleInput::of(&token)));
+    }
+    let t = &token.token;
+    let (Some(client_id), Some(client_secret), Some(refresh_token)) =
+        (&t.client_id, &t.client_secret, &t.refresh_token)
+    else {
+        return (
+            Err(RefreshError::NeedsReauth {
+                provider_error: None,
+            }),
+            Latest::Stored(ScheduleInput::of(&token)),
+        );
+    };
+    let now = deps.clock.now_ms();
+    if let Err(retry_at) = deps.budget.borrow_mut().take(refresh_token, now, &deps.cfg) {
+        tracing::warn!(token_id = %id, retry_at, "refresh budget spent; not asking the provider until then");
+        return (
+            Err(RefreshError::Throttled { retry_at }),
+            Latest::RetryAt(retry_at),
+        );
+    }
+    let request = RefreshRequest {
+        client_id,
+        client_secret,
+        refresh_token,
+        api_domain: t.api_domain.as_deref(),
+    };
+    let response = deps.oauth.refresh(&request).await;
+    let now = deps.clock.now_ms();
+    let counter = if response.is_ok() {
+        &deps.refreshed
+    } else {
+        &deps.failed
+    };
+    counter.set(counter.get() + 1);
+    let (update, error) = match response {
+        Ok(grant) => {
+            let expiry = now + grant.expires_in.as_millis() as i64;
+            tracing::info!(token_id = %id, expiry_time = expiry, rotated = grant.refresh_token.is_some(), "token refreshed");
+            let update = RefreshUpdate::Succeeded {
+                access_token: grant.access_token,
+                expiry_time: expiry.to_string(),
+                refresh_token: grant.refresh_token,
+                api_domain: grant.api_domain,
+            };
+            (update, None)
+        }
+        Err(e) => failed(&deps, &id, &token, e, now),
+    };
+    let version = token.meta.version;
+    let write = store::ApplyRefresh {
+        id: id.clone(),
+        version,
+        update,
+    };
+    match (ask(deps.store.send(write)).await, error) {
+        (Ok(Some(t)), None) => (Ok(t.clone()), Latest::Stored(ScheduleInput::of(&t))),
+        (Ok(Some(t)), Some(e)) => (Err(e), Latest::Stored(ScheduleInput::of(&t))),
+        // A client saved or deleted the token while the provider answered: what the
+        // client stored is newer than this result, which was dropped.
+        (Ok(None), _) => match ask(deps.store.send(store::FindById(id))).await {
+            Ok(Some(t)) => (Ok(t.clone()), Latest::Stored(ScheduleInput::of(&t))),
+            Ok(None) => (Err(RefreshError::NotFound), Latest::Gone),
+            Err(e) => (Err(e), retry_soon(&deps)),
+        },
+        // Not recorded: the old token stays stored and valid, and is retried.
+        (Err(e), _) => (Err(e), retry_soon(&deps)),
+    }
+}
+
+/// The record of a failed attempt, and what the caller is told.
+fn failed(
+    deps: &Deps,
+    id: &str,
+    token: &StoredToken,
+    e: OAuthError,
+    now: i64,
+) -> (RefreshUpdate, Option<RefreshError>) {
+    let failures = token.meta.failures.saturating_add(1);
+    let (next, error) = match &e {
+        OAuthError::Permanent { code } => {
+            tracing::warn!(token_id = %id, error = %code, user_name = ?token.token.user_name,
+                "the provider rejected the refresh token; the user must authorise again");
+            (
+                None,
+                RefreshError::NeedsReauth {
+                    provider_error: Some(code.clone()),
+                },
+            )
+        }
+        OAuthError::Throttled => {
+            let retry_at = now + deps.cfg.throttle_wait.as_millis() as i64;
+            tracing::warn!(token_id = %id, retry_at, "the provider is throttling refreshes of this token");
+            (Some(retry_at), RefreshError::Throttled { retry_at })
+        }
+        other => {
+            let retry_at = now + backoff(failures, &deps.cfg, fastrand::f64()).as_millis() as i64;
+            tracing::warn!(token_id = %id, error = %other, failures, retry_at, "refresh failed; will retry");
+            let error = RefreshError::Failed {
+                provider_error: other.code().to_owned(),
+                reason: other.to_string(),
+            };
+            (Some(retry_at), error)
+        }
+    };
+    let update = RefreshUpdate::Failed {
+        failures,
+        last_error: e.code().to_owned(),
+        next_refresh_at: next,
+        needs_reauth: next.is_none(),
+    };
+    (update, Some(error))
+}
+
+/// Awaits a store reply; a mailbox error means the store has stopped.
+async fn ask<T>(
+    sent: impl Future<Output = Result<Result<T, StoreError>, actix::MailboxError>>,
+) -> Result<T, RefreshError> {
+    match sent.await {
+        Ok(r) => r.map_err(RefreshError::Store),
+        Err(_) => Err(RefreshError::ShuttingDown),
+    }
+}

@@ -1,0 +1,173 @@
+//! The refresher's pure rules and its one timer structure. No I/O and no clock: "now"
+//! and the random draws are parameters, so every rule is unit-tested exactly.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::BuildHasher;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::config::RefreshConfig;
+use crate::model::{StoredToken, Token, TokenState};
+
+/// What the schedule needs of a token. Small, because a million are loaded at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleInput {
+    pub expiry_ms: Option<i64>,
+    /// When the current expiry was saved: expiry minus this is the token's lifetime.
+    pub saved_at: i64,
+    /// A retry time the refresher set after a failure; wins over the expiry rule.
+    pub next_refresh_at: Option<i64>,
+}
+
+/// Whether tokend can refresh this token by itself: it needs the refresh token and the
+/// client credentials that go with it.
+pub fn is_refreshable(t: &Token) -> bool {
+    t.refresh_token.is_some() && t.client_id.is_some() && t.client_secret.is_some()
+}
+
+impl ScheduleInput {
+    /// The input for a stored token, or `None` when the refresher should leave it alone.
+    pub fn of(t: &StoredToken) -> Option<ScheduleInput> {
+        (is_refreshable(&t.token) && t.meta.state == TokenState::Active).then(|| ScheduleInput {
+            // No access token: nothing to keep alive yet, so refresh as soon as possible.
+            expiry_ms: t.token.access_token.as_ref().and(t.token.expiry_ms()),
+            saved_at: t.meta.updated_at,
+            next_refresh_at: t.meta.next_refresh_at,
+        })
+    }
+}
+
+/// How long before expiry a token is refreshed: a fraction of its lifetime, clamped.
+pub fn lead(lifetime_ms: i64, cfg: &RefreshConfig) -> Duration {
+    let fraction = Duration::from_millis(lifetime_ms.max(0) as u64).mul_f64(cfg.lead_fraction);
+    fraction.clamp(cfg.min_lead, cfg.max_lead)
+}
+
+/// When to refresh, in epoch ms. `draw` in [0, 1) picks the jitter, which only ever
+/// moves a refresh earlier (up to `jitter` × lead), so tokens saved together spread out
+/// yet none is refreshed later than `expiry − lead`.
+pub fn deadline(input: ScheduleInput, cfg: &RefreshConfig, draw: f64) -> i64 {
+    if let Some(retry) = input.next_refresh_at {
+        return retry;
+    }
+    let Some(expiry) = input.expiry_ms else {
+        return input.saved_at;
+    };
+    let lead = lead(expiry - input.saved_at, cfg);
+    let jitter = lead.mul_f64(cfg.jitter * draw.clamp(0.0, 1.0));
+    expiry - lead.as_millis() as i64 - jitter.as_millis() as i64
+}
+
+/// The wait before retry number `failures` (1 = first retry) after a transient error:
+/// `backoff_initial` doubling, jittered by ±50% with `draw` in [0, 1), capped.
+pub fn backoff(failures: u32, cfg: &RefreshConfig, draw: f64) -> Duration {
+    let doublings = failures.saturating_sub(1).min(30);
+    let base = cfg
+        .backoff_initial
+        .saturating_mul(1 << doublings)
+        .min(cfg.backoff_max);
+    base.mul_f64(0.5 + draw.clamp(0.0, 1.0))
+        .min(cfg.backoff_max)
+}
+
+/// The provider's rate limit, kept on our side: at most `budget` refreshes per refresh
+/// token per `window`, counting every refresh however it was asked for.
+#[derive(Debug, Default)]
+pub struct RateBudget {
+    /// Refresh times per refresh token. Keyed by a hash, so the map holds no secret.
+    spent: HashMap<u64, VecDeque<i64>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl RateBudget {
+    /// Spends one refresh of `refresh_token` at `now`, or says when one is next allowed.
+    pub fn take(&mut self, refresh_token: &str, now: i64, cfg: &RefreshConfig) -> Result<(), i64> {
+        let window = cfg.budget_window.as_millis() as i64;
+        let times = self
+            .spent
+            .entry(self.hasher.hash_one(refresh_token))
+            .or_default();
+        while times.front().is_some_and(|&t| t <= now - window) {
+            times.pop_front();
+        }
+        if times.len() >= cfg.budget as usize {
+            return Err(times.front().map_or(now, |&oldest| oldest + window));
+        }
+        times.push_back(now);
+        Ok(())
+    }
+
+    /// Forgets refreshes older than the window, so the map does not grow forever.
+    pub fn prune(&mut self, now: i64, cfg: &RefreshConfig) {
+        let horizon = now - cfg.budget_window.as_millis() as i64;
+        self.spent
+            .retain(|_, times| times.back().is_some_and(|&t| t > horizon));
+    }
+}
+
+/// Every token's next refresh time, ordered, with one wake-up for the earliest: O(log n)
+/// to set, move or cancel one. The id is shared between the two indexes, not copied.
+#[derive(Debug, Default)]
+pub struct Deadlines {
+    by_time: BTreeSet<(i64, Rc<str>)>,
+    by_id: HashMap<Rc<str>, i64>,
+}
+
+impl Deadlines {
+    pub fn set(&mut self, id: &str, at: i64) {
+        match self.by_id.get_key_value(id) {
+            Some((key, &old)) => {
+                let key = key.clone();
+                self.by_time.remove(&(old, key.clone()));
+                self.by_time.insert((at, key.clone()));
+                self.by_id.insert(key, at);
+            }
+            None => {
+                let key: Rc<str> = Rc::from(id);
+                self.by_time.insert((at, key.clone()));
+                self.by_id.insert(key, at);
+            }
+        }
+    }
+
+    pub fn cancel(&mut self, id: &str) {
+        if let Some((key, at)) = self.by_id.remove_entry(id) {
+            self.by_time.remove(&(at, key));
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.by_time.clear();
+        self.by_id.clear();
+    }
+
+    pub fn get(&self, id: &str) -> Option<i64> {
+        self.by_id.get(id).copied()
+    }
+
+    /// The earliest deadline.
+    pub fn next(&self) -> Option<i64> {
+        self.by_time.first().map(|(at, _)| *at)
+    }
+
+    /// Removes and returns the earliest token whose deadline is at or before `now`.
+    pub fn pop_due(&mut self, now: i64) -> Option<Rc<str>> {
+        if self.next()? > now {
+            return None;
+        }
+        let (_, id) = self.by_time.pop_first()?;
+        self.by_id.remove(&id);
+        Some(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests;

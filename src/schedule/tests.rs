@@ -1,0 +1,137 @@
+use super::*;
+use crate::config::Config;
+
+fn cfg() -> RefreshConfig {
+    Config::load(None, &HashMap::new()).unwrap().refresh
+}
+
+const HOUR: i64 = 3_600_000;
+
+#[test]
+fn a_one_hour_token_is_refreshed_six_minutes_early_and_jitter_only_moves_earlier() {
+    let c = cfg();
+    let input = ScheduleInput {
+        expiry_ms: Some(HOUR),
+        saved_at: 0,
+        next_refresh_at: None,
+    };
+    assert_eq!(deadline(input, &c, 0.0), HOUR - 6 * 60_000);
+    let earliest = HOUR - 6 * 60_000 - (6 * 60_000) / 4;
+    for draw in [0.0, 0.3, 0.999_999, 1.0] {
+        let at = deadline(input, &c, draw);
+        assert!(at <= HOUR - 6 * 60_000 && at >= earliest, "{draw}: {at}");
+    }
+}
+
+#[test]
+fn lead_is_clamped_to_its_bounds() {
+    let c = cfg();
+    assert_eq!(
+        lead(10_000, &c),
+        c.min_lead,
+        "a 10 s token still gets a minute"
+    );
+    assert_eq!(lead(24 * HOUR, &c), c.max_lead);
+    assert_eq!(lead(-5, &c), c.min_lead);
+}
+
+#[test]
+fn a_retry_time_wins_and_a_token_without_expiry_is_due_at_once() {
+    let c = cfg();
+    let retry = ScheduleInput {
+        expiry_ms: Some(HOUR),
+        saved_at: 0,
+        next_refresh_at: Some(42),
+    };
+    assert_eq!(deadline(retry, &c, 0.5), 42);
+    let unknown = ScheduleInput {
+        expiry_ms: None,
+        saved_at: 7,
+        next_refresh_at: None,
+    };
+    assert_eq!(deadline(unknown, &c, 0.5), 7);
+}
+
+#[test]
+fn backoff_doubles_from_ten_seconds_within_half_either_way_and_is_capped() {
+    let c = cfg();
+    assert_eq!(backoff(1, &c, 0.5), Duration::from_secs(10));
+    assert_eq!(backoff(2, &c, 0.5), Duration::from_secs(20));
+    assert_eq!(backoff(3, &c, 0.0), Duration::from_secs(20), "-50%");
+    assert_eq!(backoff(3, &c, 1.0), Duration::from_secs(60), "+50%");
+    assert_eq!(backoff(40, &c, 1.0), c.backoff_max);
+    assert_eq!(backoff(u32::MAX, &c, 0.5), c.backoff_max);
+}
+
+#[test]
+fn the_budget_allows_ten_per_window_per_refresh_token() {
+    let c = cfg();
+    let mut b = RateBudget::default();
+    for i in 0..10 {
+        assert_eq!(b.take("r1", i * 1000, &c), Ok(()));
+    }
+    let window = c.budget_window.as_millis() as i64;
+    assert_eq!(
+        b.take("r1", 20_000, &c),
+        Err(window),
+        "the oldest leaves the window at 0 + window"
+    );
+    assert_eq!(
+        b.take("r2", 20_000, &c),
+        Ok(()),
+        "another refresh token has its own budget"
+    );
+    assert_eq!(b.take("r1", window, &c), Ok(()));
+    b.prune(10 * window, &c);
+    assert!(b.spent.is_empty());
+}
+
+#[test]
+fn deadlines_pop_in_order_and_moves_and_cancels_take_effect() {
+    let mut d = Deadlines::default();
+    d.set("a", 30);
+    d.set("b", 10);
+    d.set("c", 20);
+    d.set("a", 5);
+    d.cancel("c");
+    assert_eq!(d.len(), 2);
+    assert_eq!(d.next(), Some(5));
+    assert_eq!(d.pop_due(4), None);
+    assert_eq!(d.pop_due(100).as_deref(), Some("a"));
+    assert_eq!(d.pop_due(100).as_deref(), Some("b"));
+    assert_eq!(d.pop_due(100), None);
+    assert!(d.is_empty());
+}
+
+#[test]
+fn only_active_tokens_with_refresh_token_and_credentials_are_scheduled() {
+    use crate::model::{Meta, Token};
+    let s = |v: &str| Some(v.to_owned());
+    let mut t = StoredToken {
+        token: Token {
+            id: s("1"),
+            client_id: s("c"),
+            client_secret: s("x"),
+            refresh_token: s("r"),
+            access_token: s("a"),
+            expiry_time: s("5000"),
+            ..Token::default()
+        },
+        meta: Meta {
+            updated_at: 1000,
+            ..Meta::default()
+        },
+    };
+    assert_eq!(ScheduleInput::of(&t).and_then(|i| i.expiry_ms), Some(5000));
+    t.token.access_token = None;
+    assert_eq!(
+        ScheduleInput::of(&t).map(|i| i.expiry_ms),
+        Some(None),
+        "no access token: due now"
+    );
+    t.meta.state = TokenState::NeedsReauth;
+    assert_eq!(ScheduleInput::of(&t), None);
+    t.meta.state = TokenState::Active;
+    t.token.client_secret = None;
+    assert_eq!(ScheduleInput::of(&t), None);
+}
