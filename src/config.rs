@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::oauth::Endpoints;
+use crate::policy::{Limits, Policies};
 
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/tokend/tokend.toml";
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -34,6 +35,13 @@ pub const DEFAULT_BACKOFF_INITIAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(10 * 60);
 /// Zoho's block outlasts its 10-minute window: field reports say 15 to 30 minutes.
 pub const DEFAULT_THROTTLE_WAIT: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_CLEANUP_SCHEDULE: &str = "0 */5 * * * *";
+pub const DEFAULT_IDLE_TIMEOUT: Option<Duration> = Some(Duration::from_secs(90 * 86_400));
+pub const DEFAULT_MAX_SESSION_AGE: Option<Duration> = None;
+pub const DEFAULT_NEEDS_REAUTH_GRACE: Option<Duration> = Some(Duration::from_secs(30 * 86_400));
+pub const DEFAULT_EXPIRED_UNREFRESHABLE_GRACE: Option<Duration> =
+    Some(Duration::from_secs(7 * 86_400));
+pub const DEFAULT_LAST_USED_FLUSH: Duration = Duration::from_secs(60);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 const SOCKET_NAME: &str = "tokend.sock";
@@ -56,6 +64,7 @@ pub struct Config {
     pub socket: SocketConfig,
     pub store: StoreConfig,
     pub refresh: RefreshConfig,
+    pub cleanup: CleanupConfig,
     pub log: LogConfig,
     /// The file the configuration came from, if any (for the log and for reloads).
     pub source: Option<PathBuf>,
@@ -98,6 +107,28 @@ pub struct RefreshConfig {
     pub timeout: Duration,
 }
 
+/// Session-timeout policies and when they run. See `[cleanup]` in config/tokend.toml.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanupConfig {
+    pub enabled: bool,
+    /// A cron expression with seconds (`sec min hour day month weekday`).
+    pub schedule: String,
+    /// Scheduled runs only report what they would remove.
+    pub dry_run: bool,
+    pub action: CleanupAction,
+    pub policies: Policies,
+    /// How stale the on-disk last-use time may get: uses are kept in memory and written
+    /// in one batch this often, so a lookup stays a read.
+    pub last_used_flush: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanupAction {
+    Delete,
+    /// Revoke the refresh token at the provider first; a failed revoke keeps the token.
+    RevokeAndDelete,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     /// A tracing filter (`info`, `tokend=debug`); `RUST_LOG` overrides it.
@@ -110,7 +141,71 @@ struct Raw {
     socket: RawSocket,
     store: RawStore,
     refresh: RawRefresh,
+    cleanup: RawCleanup,
     log: RawLog,
+}
+
+/// A policy duration as written: absent (inherit the default), "off", or a duration.
+type Switch = Option<Option<Duration>>;
+
+fn switch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Switch, D::Error> {
+    let text = String::deserialize(d)?;
+    match text.trim() {
+        "" | "off" => Ok(Some(None)),
+        t => humantime_serde::re::humantime::parse_duration(t)
+            .map(|d| Some(Some(d)))
+            .map_err(|e| {
+                serde::de::Error::custom(format!("{t:?} is not a duration or \"off\": {e}"))
+            }),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    #[serde(deserialize_with = "switch")]
+    idle_timeout: Switch,
+    #[serde(deserialize_with = "switch")]
+    max_session_age: Switch,
+    #[serde(deserialize_with = "switch")]
+    needs_reauth_grace: Switch,
+    #[serde(deserialize_with = "switch")]
+    expired_unrefreshable_grace: Switch,
+}
+
+impl RawLimits {
+    fn over(&self, base: &Limits) -> Limits {
+        Limits {
+            idle_timeout: self.idle_timeout.unwrap_or(base.idle_timeout),
+            max_session_age: self.max_session_age.unwrap_or(base.max_session_age),
+            needs_reauth_grace: self.needs_reauth_grace.unwrap_or(base.needs_reauth_grace),
+            expired_unrefreshable_grace: self
+                .expired_unrefreshable_grace
+                .unwrap_or(base.expired_unrefreshable_grace),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCleanup {
+    enabled: Option<bool>,
+    schedule: Option<String>,
+    dry_run: Option<bool>,
+    action: Option<String>,
+    #[serde(with = "humantime_serde")]
+    last_used_flush: Option<Duration>,
+    #[serde(flatten)]
+    limits: RawLimits,
+    client: Vec<RawClientLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClientLimits {
+    client_id: String,
+    #[serde(flatten)]
+    limits: RawLimits,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -260,10 +355,69 @@ impl Config {
                 busy_timeout: raw.store.busy_timeout.unwrap_or(DEFAULT_BUSY_TIMEOUT),
             },
             refresh: validate_refresh(raw.refresh)?,
+            cleanup: validate_cleanup(raw.cleanup)?,
             log: LogConfig { level },
             source: None,
         })
     }
+}
+
+fn validate_cleanup(raw: RawCleanup) -> Result<CleanupConfig, ConfigError> {
+    let builtin = Limits {
+        idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        max_session_age: DEFAULT_MAX_SESSION_AGE,
+        needs_reauth_grace: DEFAULT_NEEDS_REAUTH_GRACE,
+        expired_unrefreshable_grace: DEFAULT_EXPIRED_UNREFRESHABLE_GRACE,
+    };
+    let default = raw.limits.over(&builtin);
+    let mut per_client = std::collections::BTreeMap::new();
+    for c in raw.client {
+        if per_client
+            .insert(c.client_id.clone(), c.limits.over(&default))
+            .is_some()
+        {
+            return Err(invalid(
+                "cleanup.client.client_id",
+                format!("{:?} appears twice", c.client_id),
+            ));
+        }
+    }
+    let schedule = raw
+        .schedule
+        .unwrap_or_else(|| DEFAULT_CLEANUP_SCHEDULE.to_owned());
+    if let Err(e) =
+        tokio_cron_scheduler::Job::new_async(schedule.as_str(), |_, _| Box::pin(async {}))
+    {
+        return Err(invalid(
+            "cleanup.schedule",
+            format!("{schedule:?} is not a cron expression with seconds: {e}"),
+        ));
+    }
+    let action = match raw.action.as_deref() {
+        None | Some("delete") => CleanupAction::Delete,
+        Some("revoke_and_delete") => CleanupAction::RevokeAndDelete,
+        Some(other) => {
+            return Err(invalid(
+                "cleanup.action",
+                format!("{other:?} is not `delete` or `revoke_and_delete`"),
+            ))
+        }
+    };
+    let last_used_flush = raw.last_used_flush.unwrap_or(DEFAULT_LAST_USED_FLUSH);
+    if last_used_flush.is_zero() {
+        return Err(invalid("cleanup.last_used_flush", "must be above zero"));
+    }
+    Ok(CleanupConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        schedule,
+        dry_run: raw.dry_run.unwrap_or(false),
+        action,
+        policies: Policies {
+            default,
+            per_client,
+        },
+        last_used_flush,
+    })
 }
 
 fn validate_refresh(raw: RawRefresh) -> Result<RefreshConfig, ConfigError> {

@@ -20,6 +20,7 @@ use tokio::net::UnixStream;
 use tokio_util::codec::{Decoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 
+use crate::cleanup::{CleanupActor, RunCleanup};
 use crate::protocol::{self, Answer, Code, Request, TokenKey, WireError};
 use crate::refresher::{self, RefresherActor};
 use crate::store::{self, StoreActor};
@@ -32,6 +33,9 @@ const MAX_IN_FLIGHT: usize = 128;
 pub struct Services {
     pub store: Addr<StoreActor>,
     pub refresher: Addr<RefresherActor>,
+    pub cleanup: Addr<CleanupActor>,
+    /// `cleanup.dry_run`: what a `cleanup` request without `dry_run` means.
+    pub cleanup_dry_run: bool,
 }
 
 type PendingReply = Pin<Box<dyn Future<Output = Vec<u8>>>>;
@@ -114,10 +118,14 @@ async fn dispatch(request: Request, s: &Services) -> Result<Answer, WireError> {
             token: Some(ask(store.send(store::Save(token))).await?),
         },
         Request::FindToken { token } => Answer::Token {
-            token: ask(store.send(store::Find(token))).await?,
+            token: ask(store.send(store::Find { token, touch: true })).await?,
         },
         Request::FindTokenById { token_id } => Answer::Token {
-            token: ask(store.send(store::FindById(token_id))).await?,
+            token: ask(store.send(store::FindById {
+                id: token_id,
+                touch: true,
+            }))
+            .await?,
         },
         Request::DeleteToken { token_id } => Answer::Deleted {
             deleted: ask(store.send(store::Delete(token_id))).await?,
@@ -150,6 +158,11 @@ async fn dispatch(request: Request, s: &Services) -> Result<Answer, WireError> {
         Request::Refresh { token_id } => Answer::Token {
             token: Some(ask(refresher.send(refresher::Refresh(token_id))).await?),
         },
+        Request::Cleanup { dry_run } => {
+            let dry_run = dry_run.unwrap_or(s.cleanup_dry_run);
+            let removed = ask(s.cleanup.send(RunCleanup { dry_run })).await?;
+            Answer::Cleanup { dry_run, removed }
+        }
         Request::Status => Answer::Status {
             tokens: ask(store.send(store::CountByState))
                 .await?

@@ -13,6 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::error::StoreError;
 use crate::model::{Lookup, Meta, StoredToken, Token, TokenState};
+use crate::policy::{verdict, Policies, Policy, Session};
 use crate::schedule::ScheduleInput;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -71,6 +72,14 @@ pub enum Write {
     Save(Token),
     Delete(String),
     DeleteAll,
+    /// The cleanup's removal of an ended session: only if the token is still at
+    /// `version` and unused since `used_before`, so a session that came back to life
+    /// between the scan and the delete is kept.
+    Expire {
+        id: String,
+        version: i64,
+        used_before: i64,
+    },
     /// The refresher's result for token `id` as it was at `version`. Applied only if the
     /// token is still at that version: a refresh must not undo a client's newer save, nor
     /// bring back a deleted token.
@@ -114,6 +123,19 @@ pub enum Outcome {
     Superseded {
         id: String,
     },
+}
+
+/// A session the policies ended, as the cleanup actor needs it. No secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub id: String,
+    pub user_name: Option<String>,
+    pub client_id: Option<String>,
+    pub policy: Policy,
+    /// How long the ending condition has held.
+    pub age: Duration,
+    pub version: i64,
+    pub last_used_at: i64,
 }
 
 /// The open database. Not `Sync`: it lives on the store actor's thread.
@@ -225,6 +247,66 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Writes the last-use times gathered in memory, in one transaction. Not a change to
+    /// the token: the version stays, so a refresh under way is not superseded by a read.
+    pub fn record_uses(&mut self, uses: &[(String, i64)]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE tokens SET last_used_at = max(coalesce(last_used_at, 0), ?2) WHERE id = ?1",
+            )?;
+            for (id, at) in uses {
+                stmt.execute(params![id, at])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every session the policies end at `now`. `unflushed` gives last uses not yet on
+    /// disk. Rows are judged while SQLite reads them, so only the ended ones are kept.
+    pub fn ended_sessions(
+        &self,
+        policies: &Policies,
+        now: i64,
+        unflushed: &dyn Fn(&str) -> Option<i64>,
+    ) -> Result<Vec<Ended>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, user_name, client_id, created_at, last_used_at, updated_at, state, \
+                    expiry_time, refresh_token IS NOT NULL, version FROM tokens",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut ended = Vec::new();
+        while let Some(r) = rows.next()? {
+            let id: String = r.get(0)?;
+            let client_id: Option<String> = r.get(2)?;
+            let last_used_at = r.get::<_, Option<i64>>(4)?.max(unflushed(&id));
+            let state: String = r.get(6)?;
+            let expiry: Option<String> = r.get(7)?;
+            let session = Session {
+                created_at: r.get(3)?,
+                last_used_at,
+                updated_at: r.get(5)?,
+                state: TokenState::parse(&state).unwrap_or_default(),
+                expiry_ms: expiry.and_then(|e| e.parse().ok()),
+                has_refresh_token: r.get(8)?,
+            };
+            let limits = policies.for_client(client_id.as_deref());
+            if let Some((policy, age)) = verdict(&session, limits, now) {
+                ended.push(Ended {
+                    id,
+                    user_name: r.get(1)?,
+                    client_id,
+                    policy,
+                    age,
+                    version: r.get(9)?,
+                    last_used_at: last_used_at.unwrap_or(session.created_at),
+                });
+            }
+        }
+        Ok(ended)
+    }
+
     /// How many tokens are in each state.
     pub fn count_by_state(&self) -> Result<Vec<(TokenState, u64)>, StoreError> {
         let mut stmt = self
@@ -304,6 +386,21 @@ fn apply(tx: &Connection, write: &Write, now: i64) -> Result<Outcome, StoreError
         Write::DeleteAll => Ok(Outcome::DeletedAll(
             tx.prepare_cached("DELETE FROM tokens")?.execute([])? as u64,
         )),
+        Write::Expire {
+            id,
+            version,
+            used_before,
+        } => {
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM tokens WHERE id = ?1 AND version = ?2 AND coalesce(last_used_at, 0) <= ?3",
+                )?
+                .execute(params![id, version, used_before])?;
+            Ok(Outcome::Deleted {
+                id: id.clone(),
+                existed: n > 0,
+            })
+        }
         Write::Refreshed {
             id,
             version,
@@ -392,8 +489,20 @@ fn save(tx: &Connection, token: Token, now: i64) -> Result<StoredToken, StoreErr
         None if !token.has_credential() => Err(StoreError::IncompleteToken),
         None => {
             let mut token = token;
-            if token.id.is_none() {
-                token.id = Some(next_id(tx)?);
+            match &token.id {
+                None => token.id = Some(next_id(tx)?),
+                // A kept id (an import) that looks like one of ours moves the counter past
+                // it, so it is never handed out again, even after this token is deleted.
+                Some(id) => {
+                    if let Some(n) = id
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|n| *n >= 0 && n.to_string() == *id)
+                    {
+                        tx.prepare_cached("UPDATE id_counter SET next = max(next, ?1 + 1)")?
+                            .execute([n])?;
+                    }
+                }
             }
             let stored = StoredToken {
                 token,
@@ -411,16 +520,10 @@ fn save(tx: &Connection, token: Token, now: i64) -> Result<StoredToken, StoreErr
 }
 
 fn next_id(tx: &Connection) -> Result<String, StoreError> {
-    loop {
-        let n: i64 = tx
-            .prepare_cached("UPDATE id_counter SET next = next + 1 RETURNING next - 1")?
-            .query_row([], |r| r.get(0))?;
-        let id = n.to_string();
-        // An imported token may already use this number as its id: skip it.
-        if find_by_id(tx, &id)?.is_none() {
-            return Ok(id);
-        }
-    }
+    let n: i64 = tx
+        .prepare_cached("UPDATE id_counter SET next = next + 1 RETURNING next - 1")?
+        .query_row([], |r| r.get(0))?;
+    Ok(n.to_string())
 }
 
 fn insert(tx: &Connection, t: &StoredToken) -> Result<(), StoreError> {

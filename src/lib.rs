@@ -14,6 +14,7 @@
 //! configuration in `config.rs`. `run` wires these together and is what both the
 //! `tokend` binary and the integration tests start.
 
+pub mod cleanup;
 pub mod clock;
 pub mod config;
 pub mod connection;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod front;
 pub mod model;
 pub mod oauth;
+pub mod policy;
 pub mod protocol;
 pub mod refresher;
 pub mod schedule;
@@ -51,11 +53,16 @@ pub async fn run_with_clock(
     let db = db::Db::open(&config.store.path, config.store.busy_timeout)?;
     let tokens = db.count()?;
     let (listener, socket_guard) = front::bind(&config.socket)?;
-    let (store, store_thread) = store::StoreActor::start(db, clock.clone());
-    let refresher = refresher::RefresherActor::new(r.clone(), clock, store.clone(), oauth).start();
+    let (store, store_thread) =
+        store::StoreActor::start(db, clock.clone(), config.cleanup.last_used_flush);
+    let refresher =
+        refresher::RefresherActor::new(r.clone(), clock, store.clone(), oauth.clone()).start();
+    let cleanup = cleanup::CleanupActor::new(config.cleanup.clone(), store.clone(), oauth).start();
     let services = connection::Services {
         store,
         refresher: refresher.clone(),
+        cleanup: cleanup.clone(),
+        cleanup_dry_run: config.cleanup.dry_run,
     };
     let front = front::FrontActor::new(listener, services, &config.socket).start();
     tracing::info!(
@@ -71,6 +78,7 @@ pub async fn run_with_clock(
     let _ = front.send(front::Shutdown).await;
     drop(socket_guard);
     let _ = refresher.send(refresher::Shutdown).await;
+    let _ = cleanup.send(cleanup::Shutdown).await;
     store_thread.stop();
     // The store's thread drops the database connection as it ends; wait for that so the
     // process exits with the file closed cleanly.

@@ -52,6 +52,9 @@ pub enum Request {
     /// `{"op": "status"}` → `{"tokens": {"active": n, "needs_reauth": m}, "scheduled", "in_flight",
     /// "refreshed", "failed", "next_refresh_at"}`
     Status,
+    /// `{"op": "cleanup", "dry_run"?: true}` → `{"dry_run": bool, "removed": [{"token_id",
+    /// "user_name", "policy"}]}`: a cleanup pass now. `dry_run` defaults to `cleanup.dry_run`.
+    Cleanup { dry_run: Option<bool> },
 }
 
 /// How `access_token` names its token.
@@ -89,6 +92,10 @@ pub enum Answer {
         access_token: Option<String>,
         expiry_time: Option<String>,
         api_domain: Option<String>,
+    },
+    Cleanup {
+        dry_run: bool,
+        removed: Vec<crate::cleanup::Removal>,
     },
     Status {
         tokens: std::collections::BTreeMap<&'static str, u64>,
@@ -263,6 +270,13 @@ fn request(mut args: Map<String, Value>) -> Result<Request, WireError> {
             token_id: string(required(&mut args, "token_id")?, "token_id")?,
         },
         "status" => Request::Status,
+        "cleanup" => Request::Cleanup {
+            dry_run: match optional(&mut args, "dry_run") {
+                None => None,
+                Some(Value::Bool(b)) => Some(b),
+                Some(_) => return Err(WireError::bad("`dry_run` must be true or false")),
+            },
+        },
         other => return Err(WireError::bad(format!("unknown op `{}`", clip(other)))),
     };
     match args.keys().next() {

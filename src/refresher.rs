@@ -294,13 +294,13 @@ impl Handler<AccessToken> for RefresherActor {
         let store = self.deps.store.clone();
         let lookup = async move {
             match msg {
-                AccessToken::ById(id) => store.send(store::FindById(id)).await,
+                AccessToken::ById(id) => store.send(store::FindById { id, touch: true }).await,
                 AccessToken::ByUserName(name) => {
                     let token = Token {
                         user_name: Some(name),
                         ..Token::default()
                     };
-                    store.send(store::Find(token)).await
+                    store.send(store::Find { token, touch: true }).await
                 }
             }
         };

@@ -11,9 +11,13 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
-use crate::db::{Db, Outcome, RefreshUpdate, Write};
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::db::{Db, Ended, Outcome, RefreshUpdate, Write};
 use crate::error::StoreError;
 use crate::model::{StoredToken, Token, TokenState};
+use crate::policy::Policies;
 use crate::schedule::ScheduleInput;
 
 /// Save a token by the SDK's `save_token` rules; the reply is the token as stored.
@@ -31,14 +35,32 @@ pub struct Delete(pub String);
 #[rtype(result = "Result<u64, StoreError>")]
 pub struct DeleteAll;
 
-/// The token a partial token means, by the SDK's matching rules.
+/// The token a partial token means, by the SDK's matching rules. `touch`: a client's
+/// lookup, which counts as a use of the session (the daemon's own lookups do not).
 #[derive(Message)]
 #[rtype(result = "Result<Option<StoredToken>, StoreError>")]
-pub struct Find(pub Token);
+pub struct Find {
+    pub token: Token,
+    pub touch: bool,
+}
 
 #[derive(Message)]
 #[rtype(result = "Result<Option<StoredToken>, StoreError>")]
-pub struct FindById(pub String);
+pub struct FindById {
+    pub id: String,
+    pub touch: bool,
+}
+
+/// The sessions the policies end now, judged with every use so far, flushed or not.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Ended>, StoreError>")]
+pub struct EndedSessions(pub Policies);
+
+/// Delete an ended session, unless it changed or was used since it was judged; the
+/// reply says whether it was deleted.
+#[derive(Message)]
+#[rtype(result = "Result<bool, StoreError>")]
+pub struct Expire(pub Ended);
 
 /// One page of tokens in paging order, and the cursor for the next page.
 #[derive(Message)]
@@ -101,6 +123,11 @@ pub struct StoreActor {
     /// Whether a `Flush` is already on its way, so a batch gets exactly one.
     flush_queued: bool,
     subscribers: Vec<Recipient<Changed>>,
+    /// Last use per token id since the last flush. Lookups record here, not on disk, so
+    /// that the lookup on every SDK API call stays a read; `flush_uses` writes them in
+    /// one transaction every `use_flush`.
+    uses: HashMap<String, i64>,
+    use_flush: Duration,
 }
 
 /// How many messages may wait in the mailbox before senders wait. Generous, because a
@@ -110,7 +137,7 @@ const MAILBOX_CAPACITY: usize = 4096;
 impl StoreActor {
     /// Starts the actor on a new thread of its own (SQLite calls block) and returns its
     /// address and the thread's arbiter, to stop at shutdown.
-    pub fn start(db: Db, clock: Clock) -> (Addr<StoreActor>, Arbiter) {
+    pub fn start(db: Db, clock: Clock, use_flush: Duration) -> (Addr<StoreActor>, Arbiter) {
         let arbiter = Arbiter::new();
         let addr = StoreActor::start_in_arbiter(&arbiter.handle(), move |ctx| {
             ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
@@ -120,6 +147,8 @@ impl StoreActor {
                 pending: Vec::new(),
                 flush_queued: false,
                 subscribers: Vec::new(),
+                uses: HashMap::new(),
+                use_flush,
             }
         });
         (addr, arbiter)
@@ -167,13 +196,37 @@ impl StoreActor {
     }
 }
 
+impl StoreActor {
+    fn touch(&mut self, found: &Option<StoredToken>, touch: bool) {
+        if let (true, Some(t)) = (touch, found) {
+            self.uses.insert(t.id().to_owned(), self.clock.now_ms());
+        }
+    }
+
+    fn flush_uses(&mut self) {
+        if self.uses.is_empty() {
+            return;
+        }
+        let uses: Vec<(String, i64)> = self.uses.drain().collect();
+        if let Err(e) = self.db.record_uses(&uses) {
+            // Only last-use times are lost, and only until the next use of each token.
+            tracing::warn!(error = %e, tokens = uses.len(), "could not record last uses");
+        }
+    }
+}
+
 impl Actor for StoreActor {
     type Context = Context<Self>;
 
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.use_flush, |act, _| act.flush_uses());
+    }
+
     fn stopped(&mut self, _: &mut Self::Context) {
         // Writes still queued were never acknowledged, but committing them is what their
-        // senders asked for.
+        // senders asked for; the uses are what idle_timeout will be judged by.
         self.flush();
+        self.flush_uses();
     }
 }
 
@@ -257,7 +310,9 @@ impl Handler<Find> for StoreActor {
 
     fn handle(&mut self, msg: Find, _: &mut Self::Context) -> Self::Result {
         self.flush();
-        self.db.find(&msg.0)
+        let found = self.db.find(&msg.token)?;
+        self.touch(&found, msg.touch);
+        Ok(found)
     }
 }
 
@@ -266,7 +321,9 @@ impl Handler<FindById> for StoreActor {
 
     fn handle(&mut self, msg: FindById, _: &mut Self::Context) -> Self::Result {
         self.flush();
-        self.db.find_by_id(&msg.0)
+        let found = self.db.find_by_id(&msg.id)?;
+        self.touch(&found, msg.touch);
+        Ok(found)
     }
 }
 
@@ -303,6 +360,43 @@ impl Handler<SchedulePage> for StoreActor {
     fn handle(&mut self, msg: SchedulePage, _: &mut Self::Context) -> Self::Result {
         self.flush();
         self.db.schedule_page(msg.after.as_deref(), msg.limit)
+    }
+}
+
+impl Handler<EndedSessions> for StoreActor {
+    type Result = Result<Vec<Ended>, StoreError>;
+
+    fn handle(&mut self, msg: EndedSessions, _: &mut Self::Context) -> Self::Result {
+        self.flush();
+        let uses = &self.uses;
+        self.db
+            .ended_sessions(&msg.0, self.clock.now_ms(), &|id| uses.get(id).copied())
+    }
+}
+
+impl Handler<Expire> for StoreActor {
+    type Result = ResponseFuture<Result<bool, StoreError>>;
+
+    fn handle(&mut self, msg: Expire, ctx: &mut Self::Context) -> Self::Result {
+        let ended = msg.0;
+        // A use not yet flushed counts as much as one on disk. Only idle sessions are
+        // saved by a use; the other policies end a session whatever its use.
+        let used_before = match ended.policy {
+            crate::policy::Policy::IdleTimeout => ended.last_used_at,
+            _ => i64::MAX,
+        };
+        if self.uses.get(&ended.id).is_some_and(|&at| at > used_before) {
+            return Box::pin(async { Ok(false) });
+        }
+        let write = Write::Expire {
+            id: ended.id,
+            version: ended.version,
+            used_before,
+        };
+        write_reply(self, ctx, write, |o| match o {
+            Outcome::Deleted { existed, .. } => Some(existed),
+            _ => None,
+        })
     }
 }
 

@@ -134,3 +134,38 @@ fn unrelated_tokend_variables_are_ignored_but_bad_sections_are_not() {
     let e = Config::load(None, &env(&[("TOKEND_SOKET__PATH", "/x")])).unwrap_err();
     assert!(e.to_string().contains("soket"), "{e}");
 }
+
+#[test]
+fn cleanup_policies_parse_with_off_overrides_and_typos_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[cleanup]\nidle_timeout = \"10d\"\nmax_session_age = \"off\"\naction = \"revoke_and_delete\"\n\
+                [[cleanup.client]]\nclient_id = \"strict\"\nidle_timeout = \"1h\"\n\
+                [[cleanup.client]]\nclient_id = \"lax\"\nidle_timeout = \"off\"\n";
+    let c = Config::load(Some(&write(&dir, text)), &env(&[]))
+        .unwrap()
+        .cleanup;
+    let day = Duration::from_secs(86_400);
+    assert_eq!(c.policies.default.idle_timeout, Some(10 * day));
+    assert_eq!(c.policies.default.max_session_age, None);
+    assert_eq!(
+        c.policies.default.needs_reauth_grace,
+        Some(30 * day),
+        "untouched rules keep their defaults"
+    );
+    assert_eq!(
+        c.policies.for_client(Some("strict")).idle_timeout,
+        Some(Duration::from_secs(3600))
+    );
+    assert_eq!(
+        c.policies.for_client(Some("strict")).needs_reauth_grace,
+        Some(30 * day),
+        "inherits"
+    );
+    assert_eq!(c.policies.for_client(Some("lax")).idle_timeout, None);
+    assert_eq!(c.action, CleanupAction::RevokeAndDelete);
+    assert!(error_for("[cleanup]\nidle_timeot = \"1d\"\n").contains("idle_timeot"));
+    assert!(error_for("[[cleanup.client]]\nclient_id = \"x\"\nidle = \"1d\"\n").contains("idle"));
+    assert!(error_for("[cleanup]\nidle_timeout = \"soon\"\n").contains("soon"));
+    assert!(error_for("[cleanup]\nschedule = \"every day\"\n").contains("cleanup.schedule"));
+    assert!(error_for("[cleanup]\naction = \"burn\"\n").contains("cleanup.action"));
+}

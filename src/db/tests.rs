@@ -85,12 +85,20 @@ fn ids_count_up_as_strings_and_are_never_reused() {
 }
 
 #[test]
-fn a_generated_id_skips_one_an_import_already_uses() {
+fn an_imported_numeric_id_is_never_generated_even_after_its_delete() {
     let (_dir, mut db) = open();
     let mut imported = user("imported", "ri");
-    imported.id = s("1");
+    imported.id = s("7");
     save(&mut db, imported).unwrap();
-    assert_eq!(save(&mut db, user("new", "rn")).unwrap().token.id, s("2"));
+    db.apply_batch(&[Write::Delete("7".into())], 0).unwrap();
+    assert_eq!(save(&mut db, user("new", "rn")).unwrap().token.id, s("8"));
+    // Ids that are not canonical numbers never collide with generated ones.
+    for odd in ["007", "-3", "abc"] {
+        let mut t = user(odd, odd);
+        t.id = s(odd);
+        assert_eq!(save(&mut db, t).unwrap().token.id, s(odd));
+    }
+    assert_eq!(save(&mut db, user("next", "rx")).unwrap().token.id, s("9"));
 }
 
 #[test]

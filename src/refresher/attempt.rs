@@ -69,7 +69,12 @@ pub(super) async fn run(
     let retry_soon = |deps: &Deps| {
         Latest::RetryAt(deps.clock.now_ms() + deps.cfg.backoff_initial.as_millis() as i64)
     };
-    let token = match ask(deps.store.send(store::FindById(id.clone()))).await {
+    let token = match ask(deps.store.send(store::FindById {
+        id: id.clone(),
+        touch: false,
+    }))
+    .await
+    {
         Ok(Some(t)) => t,
         Ok(None) => return (Err(RefreshError::NotFound), Latest::Gone),
         Err(e) => return (Err(e), retry_soon(&deps)),
@@ -159,7 +164,7 @@ pub(super) async fn run(
         (Ok(Some(t)), Some(e)) => (Err(e), Latest::Stored(ScheduleInput::of(&t))),
         // A client saved or deleted the token while the provider answered: what the
         // client stored is newer than this result, which was dropped.
-        (Ok(None), _) => match ask(deps.store.send(store::FindById(id))).await {
+        (Ok(None), _) => match ask(deps.store.send(store::FindById { id, touch: false })).await {
             Ok(Some(t)) => (Ok(t.clone()), Latest::Stored(ScheduleInput::of(&t))),
             Ok(None) => (Err(RefreshError::NotFound), Latest::Gone),
             Err(e) => (Err(e), retry_soon(&deps)),

@@ -1,0 +1,226 @@
+//! CleanupActor: ends sessions by policy (`policy.rs`) on a cron schedule, or when a
+//! client asks (`cleanup` operation), with a dry run and an audit line per session.
+//!
+//! The cron job only sends this actor a `RunCleanup`; passes run one at a time. The store
+//! judges the sessions while it scans (with the uses it has not flushed yet), and
+//! deletes each one only if it was not changed or used since: a session that came back
+//! to life during the pass is kept. Each deletion reaches the refresher through the
+//! store's change feed, which cancels the token's deadline.
+
+use actix::prelude::*;
+use serde::Serialize;
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+use crate::config::{CleanupAction, CleanupConfig};
+use crate::db::Ended;
+use crate::error::StoreError;
+use crate::oauth::OAuthClient;
+use crate::policy::Policy;
+use crate::store::{self, StoreActor};
+
+/// Run one pass now. `dry_run`: report, remove nothing.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Removal>, StoreError>")]
+pub struct RunCleanup {
+    pub dry_run: bool,
+}
+
+/// Apply a new configuration (a reload): policies, action, schedule.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconfigure(pub CleanupConfig);
+
+/// Stop the schedule; a pass under way finishes first.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// A removed (or, in a dry run, removable) session, as the `cleanup` operation reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Removal {
+    pub token_id: String,
+    pub user_name: Option<String>,
+    pub policy: Policy,
+}
+
+pub struct CleanupActor {
+    cfg: CleanupConfig,
+    store: Addr<StoreActor>,
+    oauth: OAuthClient,
+    /// The running cron scheduler, kept to shut it down on reload and at exit.
+    scheduler: Option<JobScheduler>,
+}
+
+impl CleanupActor {
+    pub fn new(cfg: CleanupConfig, store: Addr<StoreActor>, oauth: OAuthClient) -> CleanupActor {
+        CleanupActor {
+            cfg,
+            store,
+            oauth,
+            scheduler: None,
+        }
+    }
+
+    /// (Re)starts the cron schedule from the current configuration.
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        let old = self.scheduler.take();
+        let (me, expr, dry_run, enabled) = (
+            ctx.address(),
+            self.cfg.schedule.clone(),
+            self.cfg.dry_run,
+            self.cfg.enabled,
+        );
+        let start = async move {
+            if let Some(mut old) = old {
+                let _ = old.shutdown().await;
+            }
+            if !enabled {
+                return Ok(None);
+            }
+            let scheduler = JobScheduler::new().await?;
+            let job = Job::new_async(expr.as_str(), move |_, _| {
+                let me = me.clone();
+                Box::pin(async move { me.do_send(RunCleanup { dry_run }) })
+            })?;
+            scheduler.add(job).await?;
+            scheduler.start().await?;
+            Ok::<_, tokio_cron_scheduler::JobSchedulerError>(Some(scheduler))
+        };
+        ctx.wait(start.into_actor(self).map(|started, act, _| match started {
+            Ok(s) => act.scheduler = s,
+            Err(e) => tracing::error!(error = %e, "cannot start the cleanup schedule; cleanup runs only on request"),
+        }));
+    }
+}
+
+impl Actor for CleanupActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.schedule(ctx);
+    }
+}
+
+impl Handler<RunCleanup> for CleanupActor {
+    // Atomic: one pass at a time, so a slow revoke cannot make two passes judge the
+    // same sessions.
+    type Result = AtomicResponse<Self, Result<Vec<Removal>, StoreError>>;
+
+    fn handle(&mut self, msg: RunCleanup, _: &mut Self::Context) -> Self::Result {
+        let pass = run_pass(
+            self.store.clone(),
+            self.oauth.clone(),
+            self.cfg.clone(),
+            msg.dry_run,
+        );
+        AtomicResponse::new(Box::pin(pass.into_actor(self)))
+    }
+}
+
+impl Handler<Reconfigure> for CleanupActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) {
+        let reschedule = (msg.0.enabled, &msg.0.schedule, msg.0.dry_run)
+            != (self.cfg.enabled, &self.cfg.schedule, self.cfg.dry_run);
+        self.cfg = msg.0;
+        if reschedule {
+            self.schedule(ctx);
+        }
+    }
+}
+
+impl Handler<Shutdown> for CleanupActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
+        let scheduler = self.scheduler.take();
+        Box::pin(async move {
+            if let Some(mut s) = scheduler {
+                let _ = s.shutdown().await;
+            }
+        })
+    }
+}
+
+async fn run_pass(
+    store: Addr<StoreActor>,
+    oauth: OAuthClient,
+    cfg: CleanupConfig,
+    dry_run: bool,
+) -> Result<Vec<Removal>, StoreError> {
+    let ended = ask(store.send(store::EndedSessions(cfg.policies.clone()))).await?;
+    let mut removed = Vec::new();
+    for session in ended {
+        if dry_run {
+            audit(&session, true);
+        } else if !end(&store, &oauth, cfg.action, &session).await? {
+            continue;
+        }
+        removed.push(Removal {
+            token_id: session.id,
+            user_name: session.user_name,
+            policy: session.policy,
+        });
+    }
+    if !removed.is_empty() || dry_run {
+        tracing::info!(sessions = removed.len(), dry_run, "cleanup pass done");
+    }
+    Ok(removed)
+}
+
+/// Ends one session; `false` when it is kept (revoke failed, or it changed meanwhile).
+async fn end(
+    store: &Addr<StoreActor>,
+    oauth: &OAuthClient,
+    action: CleanupAction,
+    s: &Ended,
+) -> Result<bool, StoreError> {
+    if action == CleanupAction::RevokeAndDelete {
+        let current = ask(store.send(store::FindById {
+            id: s.id.clone(),
+            touch: false,
+        }))
+        .await?;
+        let Some(current) = current.filter(|t| t.meta.version == s.version) else {
+            return Ok(false);
+        };
+        if let Some(refresh_token) = &current.token.refresh_token {
+            if let Err(e) = oauth
+                .revoke(refresh_token, current.token.api_domain.as_deref())
+                .await
+            {
+                tracing::warn!(token_id = %s.id, policy = s.policy.as_str(), error = %e,
+                    "revoke failed; keeping the token for the next cleanup run");
+                return Ok(false);
+            }
+        }
+        // Revoked: the token is dead at the provider whatever happened since, so it goes.
+        ask(store.send(store::Delete(s.id.clone()))).await?;
+    } else if !ask(store.send(store::Expire(s.clone()))).await? {
+        tracing::debug!(token_id = %s.id, "session changed or was used during cleanup; kept");
+        return Ok(false);
+    }
+    audit(s, false);
+    Ok(true)
+}
+
+/// The audit trail: one line per session ended (or that would be), never a secret.
+fn audit(s: &Ended, dry_run: bool) {
+    tracing::info!(
+        target: "tokend::audit",
+        token_id = %s.id,
+        user_name = s.user_name.as_deref().unwrap_or(""),
+        client_id = s.client_id.as_deref().unwrap_or(""),
+        policy = s.policy.as_str(),
+        age_secs = s.age.as_secs(),
+        dry_run,
+        "{}", if dry_run { "session would be ended" } else { "session ended" }
+    );
+}
+
+async fn ask<T>(
+    sent: impl std::future::Future<Output = Result<Result<T, StoreError>, MailboxError>>,
+) -> Result<T, StoreError> {
+    sent.await.map_err(|_| StoreError::Unavailable)?
+}

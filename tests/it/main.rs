@@ -1,0 +1,19 @@
+//! Integration tests for tokend: each starts the real daemon binary on a temp dir and
+//! talks to it over its Unix socket (`helpers.rs`). One file per feature.
+
+// Tests unwrap and panic to fail; the crate's clippy lints are meant for library code.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cleanup;
+mod concurrency;
+mod fake_zoho;
+mod helpers;
+mod hostile;
+mod inproc;
+mod lifecycle;
+mod matching;
+mod operations;
+mod paging;
+mod refresh;
+mod robustness;
+mod secrets;
