@@ -20,6 +20,7 @@ pub mod config;
 pub mod connection;
 pub mod db;
 pub mod error;
+pub mod framing;
 pub mod front;
 pub mod model;
 pub mod oauth;

@@ -7,14 +7,18 @@
 //! only in the form body; no token, client secret, grant code or response body is ever
 //! logged or put in an error message.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::ACCEPT;
-use reqwest::{StatusCode, Url};
+use reqwest::StatusCode;
 use serde_json::{Map, Value};
+
+mod endpoints;
+
+pub use endpoints::Endpoints;
+use endpoints::Resolver;
 
 #[cfg(test)]
 mod tests;
@@ -44,39 +48,11 @@ const PERMANENT: &[&str] = &[
 /// Zoho's throttling `error` code. Its description is localised, so only this is matched.
 const THROTTLED: &str = "Access Denied";
 
-/// Zoho's data centres: an api_domain host without its first label → accounts server. The
-/// first label is `www`, `sandbox` or `developer`: all use their region's accounts server.
-const DATA_CENTRES: &[(&str, &str)] = &[
-    ("zohoapis.com", "https://accounts.zoho.com"),
-    ("zohoapis.eu", "https://accounts.zoho.eu"),
-    ("zohoapis.in", "https://accounts.zoho.in"),
-    ("zohoapis.com.cn", "https://accounts.zoho.com.cn"),
-    ("zohoapis.jp", "https://accounts.zoho.jp"),
-    ("zohoapis.com.au", "https://accounts.zoho.com.au"),
-    ("zohoapis.ca", "https://accounts.zohocloud.ca"),
-    ("zohoapis.sa", "https://accounts.zoho.sa"),
-];
-
-/// Where the accounts server for a token is: an explicit per-api_domain map from config
-/// first, then Zoho's data-centre table (only `https://{www,sandbox,developer}.zohoapis.X`
-/// on the default port), then the fallback `accounts_url`. api_domains are compared by
-/// scheme, host and port, so case, a trailing slash or a path do not matter.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Endpoints {
-    /// The fallback base URL, like `https://accounts.zoho.com` or `http://127.0.0.1:PORT`.
-    pub accounts_url: Option<String>,
-    /// api_domain → accounts base URL; wins over the data-centre table.
-    pub per_domain: BTreeMap<String, String>,
-}
-
 /// The HTTP client for the token endpoint. Cloning is cheap and shares the connection pool.
 #[derive(Debug, Clone)]
 pub struct OAuthClient {
     http: reqwest::Client,
-    /// `Endpoints::accounts_url`, validated, without a trailing slash.
-    fallback: Option<String>,
-    /// `Endpoints::per_domain`, keyed by normalised origin, values without a trailing slash.
-    per_domain: Arc<BTreeMap<String, String>>,
+    endpoints: Arc<Resolver>,
 }
 
 /// A refresh: `grant_type=refresh_token`. No `Debug`: it holds secrets.
@@ -178,16 +154,7 @@ impl OAuthClient {
         connect_timeout: Duration,
         timeout: Duration,
     ) -> Result<OAuthClient, OAuthError> {
-        let fallback = endpoints
-            .accounts_url
-            .as_deref()
-            .map(accounts_base)
-            .transpose()?;
-        let per_domain = endpoints
-            .per_domain
-            .iter()
-            .map(|(domain, url)| Ok((origin_key(domain), accounts_base(url)?)))
-            .collect::<Result<_, OAuthError>>()?;
+        let endpoints = Arc::new(Resolver::new(&endpoints)?);
         let http = reqwest::Client::builder()
             .use_rustls_tls()
             .connect_timeout(connect_timeout)
@@ -201,23 +168,12 @@ impl OAuthClient {
             .map_err(|e| OAuthError::Setup {
                 reason: format!("{e:?}"),
             })?;
-        Ok(OAuthClient {
-            http,
-            fallback,
-            per_domain: Arc::new(per_domain),
-        })
+        Ok(OAuthClient { http, endpoints })
     }
 
     /// The accounts server base URL (no trailing slash) for a token's api_domain.
     pub fn accounts_url(&self, api_domain: Option<&str>) -> Result<String, OAuthError> {
-        let configured = api_domain.and_then(|d| self.per_domain.get(&origin_key(d)));
-        configured
-            .cloned()
-            .or_else(|| api_domain.and_then(data_centre).map(str::to_owned))
-            .or_else(|| self.fallback.clone())
-            .ok_or_else(|| OAuthError::NoAccountsServer {
-                api_domain: api_domain.unwrap_or("(none)").to_owned(),
-            })
+        self.endpoints.accounts_url(api_domain)
     }
 
     /// POST {accounts}/oauth/v2/token, form grant_type=refresh_token, client_id,
@@ -369,38 +325,4 @@ fn request_failed(e: reqwest::Error) -> OAuthError {
         _ if e.is_body() || e.is_decode() => "reading the response failed".to_owned(),
         _ => "request failed".to_owned(),
     })
-}
-
-/// `url` if it is an http(s) URL with a host.
-fn http_url(url: &str) -> Option<Url> {
-    let url = Url::parse(url.trim()).ok()?;
-    (matches!(url.scheme(), "http" | "https") && url.host_str().is_some()).then_some(url)
-}
-
-/// A configured accounts base, validated, without a trailing slash.
-fn accounts_base(url: &str) -> Result<String, OAuthError> {
-    let base = url.trim().trim_end_matches('/');
-    http_url(base)
-        .map(|_| base.to_owned())
-        .ok_or_else(|| OAuthError::Setup {
-            reason: format!("accounts URL `{url}` is not an http(s) URL"),
-        })
-}
-
-/// The form api_domains are compared in: `scheme://host[:port]` in lowercase (or the
-/// trimmed lowercase text when it is not an http(s) URL).
-fn origin_key(api_domain: &str) -> String {
-    match http_url(api_domain) {
-        Some(url) => url.origin().ascii_serialization(),
-        None => api_domain.trim().trim_end_matches('/').to_ascii_lowercase(),
-    }
-}
-
-/// The accounts server of a Zoho data centre's api_domain, from the table in ZOHO.md.
-fn data_centre(api_domain: &str) -> Option<&'static str> {
-    let url = http_url(api_domain).filter(|u| u.scheme() == "https" && u.port().is_none())?;
-    let (prefix, region) = url.host_str()?.split_once('.')?;
-    let known = matches!(prefix, "www" | "sandbox" | "developer");
-    let row = DATA_CENTRES.iter().find(|(dc, _)| known && *dc == region)?;
-    Some(row.1)
 }

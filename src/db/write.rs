@@ -1,0 +1,288 @@
+//! Every write: the SDK's save semantics, deletes, the refresher's conditional update
+//! and the cleanup's conditional delete. Called inside the batch transaction.
+
+use rusqlite::{params, Connection};
+
+use super::{find, find_by_id, COLUMNS};
+use crate::error::StoreError;
+use crate::model::{Meta, StoredToken, Token, TokenState};
+
+/// A write the store actor batches into one transaction.
+// Short-lived and moved once: boxing the token would cost an allocation per save.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Write {
+    /// A client's save, by the SDK's rules.
+    Save(Token),
+    Delete(String),
+    DeleteAll,
+    /// The cleanup's removal of an ended session: only if the token is still at
+    /// `version` and unused since `used_before`, so a session that came back to life
+    /// between the scan and the delete is kept.
+    Expire {
+        id: String,
+        version: i64,
+        used_before: i64,
+    },
+    /// The refresher's result for token `id` as it was at `version`. Applied only if the
+    /// token is still at that version: a refresh must not undo a client's newer save, nor
+    /// bring back a deleted token.
+    Refreshed {
+        id: String,
+        version: i64,
+        update: RefreshUpdate,
+    },
+}
+
+/// What a refresh attempt changes.
+#[derive(Debug, Clone)]
+pub enum RefreshUpdate {
+    Succeeded {
+        access_token: String,
+        expiry_time: String,
+        /// Only when the provider rotated it; otherwise the stored one stays.
+        refresh_token: Option<String>,
+        api_domain: Option<String>,
+    },
+    Failed {
+        failures: u32,
+        last_error: String,
+        /// When to try again; `None` with `needs_reauth`.
+        next_refresh_at: Option<i64>,
+        needs_reauth: bool,
+    },
+}
+
+/// What a write did, for the caller's reply and for the actors that follow changes.
+#[allow(clippy::large_enum_variant)] // as for `Write`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Saved(StoredToken),
+    Deleted {
+        id: String,
+        existed: bool,
+    },
+    DeletedAll(u64),
+    /// A `Refreshed` write found the token gone or changed since, and changed nothing.
+    Superseded {
+        id: String,
+    },
+}
+
+pub(super) fn apply(tx: &Connection, write: &Write, now: i64) -> Result<Outcome, StoreError> {
+    match write {
+        Write::Save(token) => save(tx, token.clone(), now).map(Outcome::Saved),
+        Write::Delete(id) => {
+            let n = tx
+                .prepare_cached("DELETE FROM tokens WHERE id = ?1")?
+                .execute([id])?;
+            Ok(Outcome::Deleted {
+                id: id.clone(),
+                existed: n > 0,
+            })
+        }
+        Write::DeleteAll => Ok(Outcome::DeletedAll(
+            tx.prepare_cached("DELETE FROM tokens")?.execute([])? as u64,
+        )),
+        Write::Expire {
+            id,
+            version,
+            used_before,
+        } => {
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM tokens WHERE id = ?1 AND version = ?2 AND coalesce(last_used_at, 0) <= ?3",
+                )?
+                .execute(params![id, version, used_before])?;
+            Ok(Outcome::Deleted {
+                id: id.clone(),
+                existed: n > 0,
+            })
+        }
+        Write::Refreshed {
+            id,
+            version,
+            update: change,
+        } => match find_by_id(tx, id)? {
+            Some(mut stored) if stored.meta.version == *version => {
+                apply_refresh(&mut stored, change.clone(), now);
+                update(tx, &mut stored)?;
+                Ok(Outcome::Saved(stored))
+            }
+            _ => Ok(Outcome::Superseded { id: id.clone() }),
+        },
+    }
+}
+
+fn apply_refresh(stored: &mut StoredToken, change: RefreshUpdate, now: i64) {
+    let (token, meta) = (&mut stored.token, &mut stored.meta);
+    meta.updated_at = now;
+    match change {
+        RefreshUpdate::Succeeded {
+            access_token,
+            expiry_time,
+            refresh_token,
+            api_domain,
+        } => {
+            token.access_token = Some(access_token);
+            token.expiry_time = Some(expiry_time);
+            if refresh_token.is_some() {
+                token.refresh_token = refresh_token;
+            }
+            if api_domain.is_some() {
+                token.api_domain = api_domain;
+            }
+            meta.failures = 0;
+            meta.last_error = None;
+            meta.next_refresh_at = None;
+            meta.state = TokenState::Active;
+        }
+        RefreshUpdate::Failed {
+            failures,
+            last_error,
+            next_refresh_at,
+            needs_reauth,
+        } => {
+            meta.failures = failures;
+            meta.last_error = Some(last_error);
+            meta.next_refresh_at = next_refresh_at;
+            if needs_reauth {
+                meta.state = TokenState::NeedsReauth;
+            }
+        }
+    }
+}
+
+/// The SDK's `save_token`: update the token this one means, or insert it as new.
+fn save(tx: &Connection, token: Token, now: i64) -> Result<StoredToken, StoreError> {
+    let existing = match token.id.as_deref() {
+        Some(id) => find_by_id(tx, id)?,
+        None => None,
+    };
+    // Falling back to the matching rules even when an unknown id was given keeps the
+    // one-row-per-user promise: an id must not let a save duplicate a user.
+    let existing = match existing {
+        Some(found) => Some(found),
+        None => match token.lookup() {
+            Some(lookup) => find(tx, lookup)?,
+            None => None,
+        },
+    };
+    match existing {
+        Some(mut stored) => {
+            // New credentials from a client (after the user authorised again, or after
+            // the SDK refreshed by itself) end any failure state: they deserve a try.
+            if token.has_credential() {
+                stored.meta.state = TokenState::Active;
+                stored.meta.failures = 0;
+                stored.meta.last_error = None;
+                stored.meta.next_refresh_at = None;
+            }
+            stored.token.merge_from(token);
+            stored.meta.updated_at = now;
+            stored.meta.last_used_at = Some(now);
+            update(tx, &mut stored)?;
+            Ok(stored)
+        }
+        None if !token.has_credential() => Err(StoreError::IncompleteToken),
+        None => {
+            let mut token = token;
+            match &token.id {
+                None => token.id = Some(next_id(tx)?),
+                // A kept id (an import) that looks like one of ours moves the counter past
+                // it, so it is never handed out again, even after this token is deleted.
+                Some(id) => {
+                    if let Some(n) = id
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|n| *n >= 0 && n.to_string() == *id)
+                    {
+                        tx.prepare_cached("UPDATE id_counter SET next = max(next, ?1 + 1)")?
+                            .execute([n])?;
+                    }
+                }
+            }
+            let stored = StoredToken {
+                token,
+                meta: Meta {
+                    created_at: now,
+                    updated_at: now,
+                    last_used_at: Some(now),
+                    ..Meta::default()
+                },
+            };
+            insert(tx, &stored)?;
+            Ok(stored)
+        }
+    }
+}
+
+fn next_id(tx: &Connection) -> Result<String, StoreError> {
+    let n: i64 = tx
+        .prepare_cached("UPDATE id_counter SET next = next + 1 RETURNING next - 1")?
+        .query_row([], |r| r.get(0))?;
+    Ok(n.to_string())
+}
+
+fn insert(tx: &Connection, t: &StoredToken) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO tokens ({COLUMNS}) VALUES \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+    );
+    tx.prepare_cached(&sql)?
+        .execute(row_params(t).as_slice())
+        .map_err(conflict)?;
+    Ok(())
+}
+
+fn update(tx: &Connection, t: &mut StoredToken) -> Result<(), StoreError> {
+    t.meta.version += 1;
+    let sql = "UPDATE tokens SET user_name = ?2, client_id = ?3, client_secret = ?4, \
+         refresh_token = ?5, access_token = ?6, grant_token = ?7, expiry_time = ?8, \
+         redirect_url = ?9, api_domain = ?10, created_at = ?11, updated_at = ?12, \
+         last_used_at = ?13, state = ?14, failures = ?15, last_error = ?16, \
+         next_refresh_at = ?17, version = ?18 WHERE id = ?1";
+    tx.prepare_cached(sql)?
+        .execute(row_params(t).as_slice())
+        .map_err(conflict)?;
+    Ok(())
+}
+
+/// A unique-index violation on save means the save would give a second token an
+/// existing user_name: a caller error, not a database failure.
+fn conflict(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict,
+        _ => StoreError::from(e),
+    }
+}
+
+fn row_params(t: &StoredToken) -> [&dyn rusqlite::ToSql; 18] {
+    let (k, m) = (&t.token, &t.meta);
+    [
+        &k.id,
+        &k.user_name,
+        &k.client_id,
+        &k.client_secret,
+        &k.refresh_token,
+        &k.access_token,
+        &k.grant_token,
+        &k.expiry_time,
+        &k.redirect_url,
+        &k.api_domain,
+        &m.created_at,
+        &m.updated_at,
+        &m.last_used_at,
+        &m.state,
+        &m.failures,
+        &m.last_error,
+        &m.next_refresh_at,
+        &m.version,
+    ]
+}
+
+impl rusqlite::ToSql for TokenState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
