@@ -3,16 +3,19 @@
 //! # Architecture
 //!
 //! Four actors (actix, on tokio), each in one file. The **store actor** (`store.rs`) is
-//! the only owner of the SQLite connection (`db.rs`); it runs on a thread of its own and
-//! commits writes that arrive together in one transaction. The **front actor**
-//! (`front.rs`) owns the Unix socket and runs a task per client (`connection.rs`) that
-//! reads newline-delimited JSON requests (`protocol.rs`, documented in
-//! `docs/protocol.md`), sends each to the actor that answers it, and writes the replies
-//! in order. The **refresher actor** renews access tokens ahead of their expiry and the
-//! **cleanup actor** removes tokens by policy; both follow the store's changes through
-//! `store::Subscribe`. The token record and the pure rules about it live in `model.rs`,
-//! configuration in `config.rs`. `run` wires these together and is what both the
-//! `tokend` binary and the integration tests start.
+//! the only owner of the SQLite connection (`db.rs` and `db/`); it runs on a thread of
+//! its own, commits writes that arrive together in one transaction (group commit), keeps
+//! last-use times in memory and writes them in batches, and tells subscribers about every
+//! committed change. The **front actor** (`front.rs`) owns the Unix socket and runs a task
+//! per client (`connection.rs`, with `framing.rs`) that reads newline-delimited JSON
+//! requests (`protocol.rs`, user docs in `docs/protocol.md`), hands each to the actor that
+//! answers it, and writes the replies in order. The **refresher actor** (`refresher.rs`)
+//! keeps one deadline per refreshable token (`schedule.rs`), refreshes each once, ahead of
+//! expiry, through the provider client (`oauth.rs`), single-flight and within a rate
+//! budget. The **cleanup actor** (`cleanup.rs`) ends sessions by policy (`policy.rs`) on
+//! a cron schedule. Time is an input (`clock.rs`); the token record and its matching
+//! rules are in `model.rs`, configuration in `config.rs`. `run` wires these together and
+//! is what both the `tokend` binary and the integration tests start.
 
 pub mod cleanup;
 pub mod clock;
