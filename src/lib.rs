@@ -63,7 +63,7 @@ pub async fn run_with_clock(
         refresher::RefresherActor::new(r.clone(), clock, store.clone(), oauth.clone()).start();
     let cleanup = cleanup::CleanupActor::new(config.cleanup.clone(), store.clone(), oauth).start();
     let services = connection::Services {
-        store,
+        store: store.clone(),
         refresher: refresher.clone(),
         cleanup: cleanup.clone(),
         cleanup_dry_run: config.cleanup.dry_run,
@@ -83,6 +83,7 @@ pub async fn run_with_clock(
     drop(socket_guard);
     let _ = refresher.send(refresher::Shutdown).await;
     let _ = cleanup.send(cleanup::Shutdown).await;
+    let _ = store.send(store::Shutdown).await;
     store_thread.stop();
     // The store's thread drops the database connection as it ends; wait for that so the
     // process exits with the file closed cleanly.

@@ -208,7 +208,8 @@ impl RefresherActor {
     ) {
         match latest {
             attempt::Latest::Stored(input) => self.schedule(id, input, ctx),
-            attempt::Latest::RetryAt(at) => self.deadlines.set(id, at),
+            attempt::Latest::RetryAt(at) if self.deps.cfg.enabled => self.deadlines.set(id, at),
+            attempt::Latest::RetryAt(_) => {}
             attempt::Latest::Gone => self.deadlines.cancel(id),
         }
         for waiter in self.in_flight.remove(id).unwrap_or_default() {

@@ -103,6 +103,11 @@ pub struct SchedulePage {
 #[rtype(result = "()")]
 pub struct Subscribe(pub Recipient<Changed>);
 
+/// Commit what is queued, write the last uses, and stop: the last message of a shutdown.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
 /// A committed change, sent to subscribers after the commit.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
@@ -342,6 +347,16 @@ impl Handler<Count> for StoreActor {
     fn handle(&mut self, _: Count, _: &mut Self::Context) -> Self::Result {
         self.flush();
         self.db.count()
+    }
+}
+
+impl Handler<Shutdown> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        self.flush();
+        self.flush_uses();
+        ctx.stop();
     }
 }
 
