@@ -300,3 +300,27 @@ fn lookups_do_not_write_to_the_database() {
         .unwrap();
     assert_eq!(used, 10);
 }
+
+#[test]
+fn an_ended_session_leaves_the_refresh_schedule() {
+    let d = InProcess::start("http://127.0.0.1:9", |c| {
+        configure(
+            c,
+            Limits {
+                idle_timeout: days(1),
+                ..Limits::default()
+            },
+        );
+        c.refresh.enabled = true;
+    });
+    let mut c = d.client();
+    c.save(token("idle", "app"));
+    c.save(token("fresh", "app"));
+    assert_eq!(c.ok(json!({"op": "status"}))["scheduled"], 2);
+    advance_to(&d, T0 + 2 * DAY);
+    c.find(json!({"user_name": "fresh"}));
+    assert_eq!(pass(&mut c, false), set(&["idle"]));
+    eventually("the deadline to be cancelled", || {
+        c.ok(json!({"op": "status"}))["scheduled"] == 1
+    });
+}
