@@ -18,17 +18,23 @@ use crate::oauth::OAuthClient;
 use crate::policy::Policy;
 use crate::store::{self, StoreActor};
 
-/// Run one pass now. `dry_run`: report, remove nothing.
+/// Run one pass now. `dry_run`: report, remove nothing; `None`: as `cleanup.dry_run`
+/// says now (resolved here, so a reload of that setting takes effect). The reply says
+/// which it was, and what was (or would be) removed.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<Removal>, StoreError>")]
+#[rtype(result = "Result<(bool, Vec<Removal>), StoreError>")]
 pub struct RunCleanup {
-    pub dry_run: bool,
+    pub dry_run: Option<bool>,
 }
 
-/// Apply a new configuration (a reload): policies, action, schedule.
+/// Apply a new configuration (a reload): policies, action, schedule, and the provider
+/// client when its endpoints changed.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Reconfigure(pub CleanupConfig);
+pub struct Reconfigure {
+    pub cfg: CleanupConfig,
+    pub oauth: Option<OAuthClient>,
+}
 
 /// Stop the schedule; a pass under way finishes first.
 #[derive(Message)]
@@ -80,7 +86,11 @@ impl CleanupActor {
             let scheduler = JobScheduler::new().await?;
             let job = Job::new_async(expr.as_str(), move |_, _| {
                 let me = me.clone();
-                Box::pin(async move { me.do_send(RunCleanup { dry_run }) })
+                Box::pin(async move {
+                    me.do_send(RunCleanup {
+                        dry_run: Some(dry_run),
+                    })
+                })
             })?;
             scheduler.add(job).await?;
             scheduler.start().await?;
@@ -104,15 +114,17 @@ impl Actor for CleanupActor {
 impl Handler<RunCleanup> for CleanupActor {
     // Atomic: one pass at a time, so a slow revoke cannot make two passes judge the
     // same sessions.
-    type Result = AtomicResponse<Self, Result<Vec<Removal>, StoreError>>;
+    type Result = AtomicResponse<Self, Result<(bool, Vec<Removal>), StoreError>>;
 
     fn handle(&mut self, msg: RunCleanup, _: &mut Self::Context) -> Self::Result {
+        let dry_run = msg.dry_run.unwrap_or(self.cfg.dry_run);
         let pass = run_pass(
             self.store.clone(),
             self.oauth.clone(),
             self.cfg.clone(),
-            msg.dry_run,
+            dry_run,
         );
+        let pass = async move { pass.await.map(|removed| (dry_run, removed)) };
         AtomicResponse::new(Box::pin(pass.into_actor(self)))
     }
 }
@@ -121,9 +133,12 @@ impl Handler<Reconfigure> for CleanupActor {
     type Result = ();
 
     fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) {
-        let reschedule = (msg.0.enabled, &msg.0.schedule, msg.0.dry_run)
+        let reschedule = (msg.cfg.enabled, &msg.cfg.schedule, msg.cfg.dry_run)
             != (self.cfg.enabled, &self.cfg.schedule, self.cfg.dry_run);
-        self.cfg = msg.0;
+        self.cfg = msg.cfg;
+        if let Some(oauth) = msg.oauth {
+            self.oauth = oauth;
+        }
         if reschedule {
             self.schedule(ctx);
         }

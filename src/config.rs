@@ -22,6 +22,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Auto;
 pub const DEFAULT_LEAD_FRACTION: f64 = 0.1;
 pub const DEFAULT_MIN_LEAD: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_LEAD: Duration = Duration::from_secs(15 * 60);
@@ -133,6 +134,28 @@ pub enum CleanupAction {
 pub struct LogConfig {
     /// A tracing filter (`info`, `tokend=debug`); `RUST_LOG` overrides it.
     pub level: String,
+    pub format: LogFormat,
+}
+
+/// How log lines look on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Text; without timestamps under journald (`JOURNAL_STREAM` set), which adds its own.
+    Auto,
+    /// Text with timestamps, always.
+    Text,
+    /// One JSON object per line, for a log shipper.
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Auto => "auto",
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -268,6 +291,7 @@ struct RawStore {
 #[serde(deny_unknown_fields, default)]
 struct RawLog {
     level: Option<String>,
+    format: Option<String>,
 }
 
 impl Config {
@@ -337,6 +361,18 @@ impl Config {
                 format!("{level:?} is not a log filter (try `info` or `tokend=debug`)"),
             ));
         }
+        let format = match raw.log.format.as_deref() {
+            None => DEFAULT_LOG_FORMAT,
+            Some("auto") => LogFormat::Auto,
+            Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid(
+                    "log.format",
+                    format!("{other:?} is not `auto`, `text` or `json`"),
+                ))
+            }
+        };
         Ok(Config {
             socket: SocketConfig {
                 path: non_empty(raw.socket.path, "socket.path")?
@@ -356,10 +392,77 @@ impl Config {
             },
             refresh: validate_refresh(raw.refresh)?,
             cleanup: validate_cleanup(raw.cleanup)?,
-            log: LogConfig { level },
+            log: LogConfig { level, format },
             source: None,
         })
     }
+}
+
+/// The keys, among those that differ between the running configuration and a reloaded
+/// one, that only a restart can change: the socket and the database are open, the log
+/// format is set up, the store flushes on its start-time schedule. A reload that changes
+/// any of them applies nothing (`service.rs`). Everything else (`[refresh]`, the rest of
+/// `[cleanup]`, `log.level`) a reload applies.
+///
+/// The structs are taken apart field by field so that a new field does not compile
+/// until it is sorted into "restart only" or "reloadable" here.
+pub fn restart_only_changes(running: &Config, reloaded: &Config) -> Vec<&'static str> {
+    // `[refresh]` is reloadable whole (the refresher takes a new provider client too).
+    let Config {
+        socket: _,
+        store: _,
+        refresh: _,
+        cleanup: _,
+        log: _,
+        source: _,
+    } = running;
+    let SocketConfig {
+        path,
+        group,
+        max_request_bytes,
+        max_connections,
+        shutdown_timeout,
+    } = &running.socket;
+    let StoreConfig {
+        path: db_path,
+        busy_timeout,
+    } = &running.store;
+    let LogConfig { level: _, format } = &running.log;
+    let CleanupConfig {
+        last_used_flush,
+        enabled: _,
+        schedule: _,
+        dry_run: _,
+        action: _,
+        policies: _,
+    } = &running.cleanup;
+    let (s, d) = (&reloaded.socket, &reloaded.store);
+    [
+        ("socket.path", *path != s.path),
+        ("socket.group", *group != s.group),
+        (
+            "socket.max_request_bytes",
+            *max_request_bytes != s.max_request_bytes,
+        ),
+        (
+            "socket.max_connections",
+            *max_connections != s.max_connections,
+        ),
+        (
+            "socket.shutdown_timeout",
+            *shutdown_timeout != s.shutdown_timeout,
+        ),
+        ("store.path", *db_path != d.path),
+        ("store.busy_timeout", *busy_timeout != d.busy_timeout),
+        ("log.format", *format != reloaded.log.format),
+        (
+            "cleanup.last_used_flush",
+            *last_used_flush != reloaded.cleanup.last_used_flush,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
 }
 
 fn validate_cleanup(raw: RawCleanup) -> Result<CleanupConfig, ConfigError> {

@@ -34,8 +34,6 @@ pub struct Services {
     pub store: Addr<StoreActor>,
     pub refresher: Addr<RefresherActor>,
     pub cleanup: Addr<CleanupActor>,
-    /// `cleanup.dry_run`: what a `cleanup` request without `dry_run` means.
-    pub cleanup_dry_run: bool,
 }
 
 type PendingReply = Pin<Box<dyn Future<Output = Vec<u8>>>>;
@@ -159,8 +157,7 @@ async fn dispatch(request: Request, s: &Services) -> Result<Answer, WireError> {
             token: Some(ask(refresher.send(refresher::Refresh(token_id))).await?),
         },
         Request::Cleanup { dry_run } => {
-            let dry_run = dry_run.unwrap_or(s.cleanup_dry_run);
-            let removed = ask(s.cleanup.send(RunCleanup { dry_run })).await?;
+            let (dry_run, removed) = ask(s.cleanup.send(RunCleanup { dry_run })).await?;
             Answer::Cleanup { dry_run, removed }
         }
         Request::Status => Answer::Status {

@@ -4,7 +4,8 @@
 //! Binding is careful, as a credential agent's must be: the socket's directory must not
 //! be writable by others, a live daemon on the path is never displaced, a stale socket
 //! file from a killed daemon is replaced, anything else at the path is left alone, and
-//! the socket file is removed on the way out by a guard.
+//! the socket file is removed on the way out by a guard. A socket passed by systemd
+//! (`adopt`) is used as it is and left in place.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
@@ -194,6 +195,31 @@ pub fn bind(config: &SocketConfig) -> Result<(UnixListener, SocketGuard), Error>
         inode: (meta.dev(), meta.ino()),
     };
     Ok((listener, guard))
+}
+
+/// Serves on a listening socket the service manager passed (socket activation,
+/// `notify::inherited_listener`). The socket file, its mode and group, and its removal
+/// belong to the manager (`tokend.socket`): no directory checks, and no guard, so a
+/// stopping daemon never removes a socket that systemd goes on listening on.
+pub fn adopt(listener: std::os::unix::net::UnixListener) -> Result<UnixListener, Error> {
+    let path = socket_path(&listener);
+    let fail = |action: &'static str| {
+        let path = path.clone();
+        move |source: io::Error| Error::Socket {
+            action,
+            path,
+            source,
+        }
+    };
+    listener.set_nonblocking(true).map_err(fail("configure"))?;
+    UnixListener::from_std(listener).map_err(fail("listen on"))
+}
+
+/// The path a listening socket is bound to (empty for an unnamed or abstract one).
+pub fn socket_path(listener: &std::os::unix::net::UnixListener) -> PathBuf {
+    let addr = listener.local_addr().ok();
+    addr.and_then(|a| a.as_pathname().map(Path::to_owned))
+        .unwrap_or_default()
 }
 
 /// Creates the socket's directory private to the daemon (group-readable with a socket

@@ -15,9 +15,13 @@
 //! budget. The **cleanup actor** (`cleanup.rs`) ends sessions by policy (`policy.rs`) on
 //! a cron schedule. Time is an input (`clock.rs`); the token record and its matching
 //! rules are in `model.rs`, configuration in `config.rs`. `run` wires these together and
-//! is what both the `tokend` binary and the integration tests start.
+//! is what both the `tokend` binary and the integration tests start; `run_hosted` is the
+//! same as a system service (`service.rs`: readiness and status for systemd through
+//! `notify.rs`, a socket systemd passed, the watchdog, SIGHUP reloads). The command line
+//! (`src/cli/`, in the binary) talks to a running daemon through `client.rs`.
 
 pub mod cleanup;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod connection;
@@ -25,12 +29,15 @@ pub mod db;
 pub mod error;
 pub mod framing;
 pub mod front;
+pub mod migrate;
 pub mod model;
+pub mod notify;
 pub mod oauth;
 pub mod policy;
 pub mod protocol;
 pub mod refresher;
 pub mod schedule;
+pub mod service;
 pub mod store;
 
 use std::future::Future;
@@ -52,11 +59,32 @@ pub async fn run_with_clock(
     clock: clock::Clock,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
+    run_hosted(config, clock, service::Host::default(), shutdown).await
+}
+
+/// `run_with_clock` as a service (`tokend serve`): on a socket systemd passed if `host`
+/// has one, telling the service manager about readiness, status and shutdown, and
+/// applying the reloads `host` delivers (`service.rs`).
+pub async fn run_hosted(
+    config: Config,
+    clock: clock::Clock,
+    mut host: service::Host,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
     let r = &config.refresh;
     let oauth = oauth::OAuthClient::new(r.endpoints.clone(), r.connect_timeout, r.timeout)?;
     let db = db::Db::open(&config.store.path, config.store.busy_timeout)?;
     let tokens = db.count()?;
-    let (listener, socket_guard) = front::bind(&config.socket)?;
+    let (listener, socket_guard, socket_path) = match host.listener.take() {
+        Some(passed) => {
+            let path = front::socket_path(&passed);
+            (front::adopt(passed)?, None, path)
+        }
+        None => {
+            let (listener, guard) = front::bind(&config.socket)?;
+            (listener, Some(guard), config.socket.path.clone())
+        }
+    };
     let (store, store_thread) =
         store::StoreActor::start(db, clock.clone(), config.cleanup.last_used_flush);
     let refresher =
@@ -66,18 +94,25 @@ pub async fn run_with_clock(
         store: store.clone(),
         refresher: refresher.clone(),
         cleanup: cleanup.clone(),
-        cleanup_dry_run: config.cleanup.dry_run,
     };
     let front = front::FrontActor::new(listener, services, &config.socket).start();
     tracing::info!(
-        socket = %config.socket.path.display(),
+        socket = %socket_path.display(),
+        activated = socket_guard.is_none(),
         database = %config.store.path.display(),
         tokens,
         config = %config.source.as_ref().map_or("built-in defaults".into(), |p| p.display().to_string()),
         "tokend ready"
     );
-
-    shutdown.await;
+    let notifier = host.notifier;
+    let (store2, refresher2, cleanup2) = (store.clone(), refresher.clone(), cleanup.clone());
+    let mut supervisor = service::Supervisor::new(config, host, store2, refresher2, cleanup2);
+    supervisor.ready().await;
+    tokio::select! {
+        () = shutdown => {}
+        () = supervisor.run() => {}
+    }
+    notifier.stopping();
     tracing::info!("shutting down: accepting no new clients, answering requests in flight");
     let _ = front.send(front::Shutdown).await;
     drop(socket_guard);

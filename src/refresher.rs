@@ -58,23 +58,53 @@ pub struct Status {
     pub next_refresh_at: Option<i64>,
 }
 
+/// Apply a reloaded `[refresh]` (SIGHUP). `oauth`: a client built for new endpoints or
+/// timeouts, or `None` to keep the current one. Refreshes under way finish with the
+/// provider client they started with. When the rules that place deadlines changed,
+/// every deadline is computed again from the store, as at start (the actor answers
+/// other messages once that is done, so `status` after a reload shows the new plan).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconfigure {
+    pub cfg: RefreshConfig,
+    pub oauth: Option<OAuthClient>,
+}
+
 /// Start no new refresh; wait (bounded) for those under way to be recorded.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Shutdown;
 
 /// What a refresh attempt needs, shared with the attempts under way.
+///
+/// A reload swaps `cfg` and `oauth` in place rather than building new `Deps`: attempts
+/// under way hold this `Rc`, and the budget and counters they update must stay the ones
+/// the actor reads. Each is behind a `RefCell` borrowed only to clone out an `Rc` or a
+/// client (never across an await); an attempt reads the configuration in force at
+/// each step.
 struct Deps {
-    cfg: RefreshConfig,
+    cfg: RefCell<Rc<RefreshConfig>>,
     clock: Clock,
     store: Addr<StoreActor>,
-    oauth: OAuthClient,
+    oauth: RefCell<OAuthClient>,
     /// Shared with attempts, which spend it once they know the refresh token. Borrowed
     /// only between awaits: everything here runs on the actor's one thread.
     budget: RefCell<RateBudget>,
     /// Provider answers since start, for `status`.
     refreshed: Cell<u64>,
     failed: Cell<u64>,
+}
+
+impl Deps {
+    /// The configuration in force now.
+    fn cfg(&self) -> Rc<RefreshConfig> {
+        self.cfg.borrow().clone()
+    }
+
+    /// The provider client in force now (a cheap clone sharing the connection pool).
+    fn oauth(&self) -> OAuthClient {
+        self.oauth.borrow().clone()
+    }
 }
 
 type Waiter = oneshot::Sender<Result<StoredToken, RefreshError>>;
@@ -106,10 +136,10 @@ impl RefresherActor {
     ) -> Self {
         RefresherActor {
             deps: Rc::new(Deps {
-                cfg,
+                cfg: RefCell::new(Rc::new(cfg)),
                 clock,
                 store,
-                oauth,
+                oauth: RefCell::new(oauth),
                 budget: RefCell::default(),
                 refreshed: Cell::new(0),
                 failed: Cell::new(0),
@@ -123,9 +153,9 @@ impl RefresherActor {
     }
 
     fn schedule(&mut self, id: &str, input: Option<ScheduleInput>, ctx: &mut Context<Self>) {
-        match input.filter(|_| self.deps.cfg.enabled) {
+        match input.filter(|_| self.deps.cfg().enabled) {
             Some(input) => {
-                let at = deadline(input, &self.deps.cfg, fastrand::f64());
+                let at = deadline(input, &self.deps.cfg(), fastrand::f64());
                 self.deadlines.set(id, at);
                 if self.timer.as_ref().is_none_or(|&(_, armed)| at < armed) {
                     self.arm(ctx);
@@ -141,7 +171,7 @@ impl RefresherActor {
         if let Some((handle, _)) = self.timer.take() {
             ctx.cancel_future(handle);
         }
-        if self.stopping || self.in_flight.len() >= self.deps.cfg.max_in_flight {
+        if self.stopping || self.in_flight.len() >= self.deps.cfg().max_in_flight {
             return;
         }
         let Some(at) = self.deadlines.next() else {
@@ -159,7 +189,7 @@ impl RefresherActor {
     /// Starts the due refreshes, earliest first, as far as the slots allow.
     fn fire(&mut self, ctx: &mut Context<Self>) {
         let now = self.deps.clock.now_ms();
-        while !self.stopping && self.in_flight.len() < self.deps.cfg.max_in_flight {
+        while !self.stopping && self.in_flight.len() < self.deps.cfg().max_in_flight {
             let Some(id) = self.deadlines.pop_due(now) else {
                 break;
             };
@@ -168,7 +198,7 @@ impl RefresherActor {
                 drop(self.join(id.to_string(), true, ctx));
             }
         }
-        self.deps.budget.borrow_mut().prune(now, &self.deps.cfg);
+        self.deps.budget.borrow_mut().prune(now, &self.deps.cfg());
         self.arm(ctx);
     }
 
@@ -208,7 +238,7 @@ impl RefresherActor {
     ) {
         match latest {
             attempt::Latest::Stored(input) => self.schedule(id, input, ctx),
-            attempt::Latest::RetryAt(at) if self.deps.cfg.enabled => self.deadlines.set(id, at),
+            attempt::Latest::RetryAt(at) if self.deps.cfg().enabled => self.deadlines.set(id, at),
             attempt::Latest::RetryAt(_) => {}
             attempt::Latest::Gone => self.deadlines.cancel(id),
         }
@@ -237,7 +267,7 @@ impl RefresherActor {
             };
             let last = rows.last().map(|(id, _)| id.clone());
             for (id, input) in rows {
-                let at = deadline(input, &act.deps.cfg, fastrand::f64());
+                let at = deadline(input, &act.deps.cfg(), fastrand::f64());
                 act.deadlines.set(&id, at);
             }
             match last {
@@ -260,7 +290,7 @@ impl Actor for RefresherActor {
             .store
             .do_send(store::Subscribe(ctx.address().recipient()));
         ctx.add_stream(self.deps.clock.changes());
-        if self.deps.cfg.enabled {
+        if self.deps.cfg().enabled {
             self.load(None, ctx);
         }
     }
@@ -342,6 +372,47 @@ impl Handler<GetStatus> for RefresherActor {
     }
 }
 
+impl Handler<Reconfigure> for RefresherActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) {
+        let old = self.deps.cfg();
+        let new = msg.cfg;
+        // The inputs of `schedule::deadline`, and whether there is a schedule at all.
+        let replan = (
+            new.enabled,
+            new.lead_fraction,
+            new.min_lead,
+            new.max_lead,
+            new.jitter,
+        ) != (
+            old.enabled,
+            old.lead_fraction,
+            old.min_lead,
+            old.max_lead,
+            old.jitter,
+        );
+        let enabled = new.enabled;
+        *self.deps.cfg.borrow_mut() = Rc::new(new);
+        if let Some(oauth) = msg.oauth {
+            *self.deps.oauth.borrow_mut() = oauth;
+        }
+        if self.stopping {
+            return;
+        }
+        if replan {
+            // Deadlines only keep the time they were computed for, not their inputs, so
+            // they are computed again from the store, as at start (`load`).
+            self.deadlines.clear();
+            if enabled {
+                self.load(None, ctx);
+            }
+        }
+        // `max_in_flight` may have grown, or the schedule emptied.
+        self.arm(ctx);
+    }
+}
+
 impl Handler<Shutdown> for RefresherActor {
     type Result = ResponseFuture<()>;
 
@@ -353,7 +424,8 @@ impl Handler<Shutdown> for RefresherActor {
         let under_way = self.in_flight.len();
         let drained = self.drained.clone();
         // An attempt is bounded by the HTTP timeout plus a store write.
-        let limit = self.deps.cfg.timeout + self.deps.cfg.connect_timeout + Duration::from_secs(5);
+        let cfg = self.deps.cfg();
+        let limit = cfg.timeout + cfg.connect_timeout + Duration::from_secs(5);
         Box::pin(async move {
             if under_way == 0 {
                 return;

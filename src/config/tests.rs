@@ -169,3 +169,46 @@ fn cleanup_policies_parse_with_off_overrides_and_typos_refused() {
     assert!(error_for("[cleanup]\nschedule = \"every day\"\n").contains("cleanup.schedule"));
     assert!(error_for("[cleanup]\naction = \"burn\"\n").contains("cleanup.action"));
 }
+
+#[test]
+fn log_format_is_auto_text_or_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |text: &str| Config::load(Some(&write(&dir, text)), &env(&[]));
+    assert_eq!(load("").unwrap().log.format, LogFormat::Auto);
+    assert_eq!(
+        load("[log]\nformat = \"json\"\n").unwrap().log.format,
+        LogFormat::Json
+    );
+    assert_eq!(
+        load("[log]\nformat = \"text\"\n").unwrap().log.format,
+        LogFormat::Text
+    );
+    assert!(error_for("[log]\nformat = \"xml\"\n").contains("log.format"));
+}
+
+#[test]
+fn a_reload_may_change_tuning_but_not_paths_or_what_is_set_up_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = env(&[("HOME", "/home/u"), ("XDG_RUNTIME_DIR", "/run/user/1")]);
+    let load = |text: &str| Config::load(Some(&write(&dir, text)), &e).unwrap();
+    let running = load("");
+    let tuned = load(
+        "[refresh]\nbudget = 3\nenabled = false\n[cleanup]\nidle_timeout = \"1h\"\n\
+         schedule = \"0 0 * * * *\"\n[log]\nlevel = \"debug\"\n",
+    );
+    assert_eq!(restart_only_changes(&running, &tuned), Vec::<&str>::new());
+    let moved = load(
+        "[socket]\npath = \"/srv/t.sock\"\nmax_connections = 5\n[store]\npath = \"/srv/t.db\"\n\
+         [log]\nformat = \"json\"\n[cleanup]\nlast_used_flush = \"5s\"\nidle_timeout = \"1h\"\n",
+    );
+    assert_eq!(
+        restart_only_changes(&running, &moved),
+        [
+            "socket.path",
+            "socket.max_connections",
+            "store.path",
+            "log.format",
+            "cleanup.last_used_flush"
+        ]
+    );
+}

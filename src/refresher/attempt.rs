@@ -54,7 +54,7 @@ pub enum Latest {
 
 /// Whether the stored access token has at least `min_validity` left.
 pub(super) fn fresh_enough(t: &StoredToken, deps: &Deps) -> bool {
-    let min = deps.cfg.min_validity.as_millis() as i64;
+    let min = deps.cfg().min_validity.as_millis() as i64;
     t.token.access_token.is_some()
         && t.token
             .expiry_ms()
@@ -67,7 +67,7 @@ pub(super) async fn run(
     force: bool,
 ) -> (Result<StoredToken, RefreshError>, Latest) {
     let retry_soon = |deps: &Deps| {
-        Latest::RetryAt(deps.clock.now_ms() + deps.cfg.backoff_initial.as_millis() as i64)
+        Latest::RetryAt(deps.clock.now_ms() + deps.cfg().backoff_initial.as_millis() as i64)
     };
     let token = match ask(deps.store.send(store::FindById {
         id: id.clone(),
@@ -118,7 +118,11 @@ pub(super) async fn run(
         );
     };
     let now = deps.clock.now_ms();
-    if let Err(retry_at) = deps.budget.borrow_mut().take(refresh_token, now, &deps.cfg) {
+    if let Err(retry_at) = deps
+        .budget
+        .borrow_mut()
+        .take(refresh_token, now, &deps.cfg())
+    {
         tracing::warn!(token_id = %id, retry_at, "refresh budget spent; not asking the provider until then");
         return (
             Err(RefreshError::Throttled { retry_at }),
@@ -131,7 +135,7 @@ pub(super) async fn run(
         refresh_token,
         api_domain: t.api_domain.as_deref(),
     };
-    let response = deps.oauth.refresh(&request).await;
+    let response = deps.oauth().refresh(&request).await;
     let now = deps.clock.now_ms();
     let counter = if response.is_ok() {
         &deps.refreshed
@@ -195,12 +199,12 @@ fn failed(
             )
         }
         OAuthError::Throttled => {
-            let retry_at = now + deps.cfg.throttle_wait.as_millis() as i64;
+            let retry_at = now + deps.cfg().throttle_wait.as_millis() as i64;
             tracing::warn!(token_id = %id, retry_at, "the provider is throttling refreshes of this token");
             (Some(retry_at), RefreshError::Throttled { retry_at })
         }
         other => {
-            let retry_at = now + backoff(failures, &deps.cfg, fastrand::f64()).as_millis() as i64;
+            let retry_at = now + backoff(failures, &deps.cfg(), fastrand::f64()).as_millis() as i64;
             tracing::warn!(token_id = %id, error = %other, failures, retry_at, "refresh failed; will retry");
             let error = RefreshError::Failed {
                 provider_error: other.code().to_owned(),

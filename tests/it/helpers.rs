@@ -71,6 +71,14 @@ impl Daemon {
 
     /// Starts a daemon with `config` as its configuration file and extra environment.
     pub fn start_with(config: &str, env: &[(&str, &str)]) -> Daemon {
+        let mut daemon = Daemon::prepare(config, env);
+        daemon.launch();
+        daemon
+    }
+
+    /// A daemon's temp dir, config file and environment, not started yet: `launch` or
+    /// `spawn` starts it.
+    pub fn prepare(config: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("tokend-it-")
             .tempdir()
@@ -84,13 +92,11 @@ impl Daemon {
         if !env.iter().any(|(k, _)| k == "RUST_LOG") {
             env.push(("RUST_LOG".into(), "trace".into()));
         }
-        let mut daemon = Daemon {
+        Daemon {
             dir,
             child: None,
             env,
-        };
-        daemon.launch();
-        daemon
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -141,23 +147,43 @@ impl Daemon {
 
     /// Starts the daemon on this dir (again) and waits until it answers a ping.
     pub fn launch(&mut self) {
+        self.spawn();
+        self.wait_ready();
+    }
+
+    /// Starts the daemon on this dir without waiting for it to be ready.
+    pub fn spawn(&mut self) {
+        let cmd = self.command();
+        self.spawn_command(cmd);
+    }
+
+    /// Runs `cmd` as this dir's daemon (its stderr appended to the log), for tests that
+    /// start it another way (a wrapper that passes a socket, say).
+    pub fn spawn_command(&mut self, mut cmd: Command) {
         assert!(self.child.is_none(), "the daemon is already running");
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())
             .expect("open the daemon log");
-        let child = self
-            .command()
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn tokend");
+        let child = cmd.stderr(Stdio::from(log)).spawn().expect("spawn tokend");
         self.child = Some(child);
-        self.wait_ready();
+    }
+
+    /// Adds (or replaces) a variable in the daemon's environment for its next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// Whether the daemon process is still running (it has not exited).
+    pub fn is_running(&mut self) -> bool {
+        let child = self.child.as_mut().expect("a started daemon");
+        child.try_wait().expect("poll the daemon").is_none()
     }
 
     /// Polls connect + ping until the daemon answers, failing fast if it exits.
-    fn wait_ready(&mut self) {
+    pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + PROCESS_DEADLINE;
         loop {
             if let Some(mut client) = Client::try_connect(&self.socket()) {

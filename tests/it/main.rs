@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cleanup;
+mod cli;
 mod concurrency;
 mod fake_zoho;
 mod helpers;
@@ -12,8 +13,10 @@ mod hostile;
 mod inproc;
 mod lifecycle;
 mod matching;
+mod migrate;
 mod operations;
 mod paging;
 mod refresh;
 mod robustness;
 mod secrets;
+mod service;

@@ -1,0 +1,73 @@
+//! `tokend serve`: the daemon in the foreground, as systemd runs it.
+//!
+//! Signals are registered before the socket exists, so one sent as soon as the daemon
+//! is ready never meets the default action: SIGTERM and SIGINT stop it cleanly (exit 0),
+//! SIGHUP loads the configuration again, from the same file, environment and flags as
+//! at start, and hands it to the daemon, which applies all of it or none
+//! (`tokend::service`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tokend::clock::Clock;
+use tokend::config::ConfigError;
+use tokend::notify::{self, Notifier};
+use tokend::service::Host;
+use tokend::Config;
+use tokio::signal::unix::{signal, SignalKind};
+
+pub fn serve(
+    file: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    db: Option<PathBuf>,
+    env: HashMap<String, String>,
+) -> anyhow::Result<()> {
+    let load = {
+        let env = env.clone();
+        move || -> Result<Config, ConfigError> {
+            let mut config = super::load(file.as_deref(), socket.as_deref(), &env)?;
+            if let Some(db) = &db {
+                config.store.path = db.clone();
+            }
+            Ok(config)
+        }
+    };
+    let config = load()?;
+    let set_log_level = super::logging::init(&config.log, &env);
+    let listener = notify::inherited_listener(&env)?;
+    let result = actix_rt::System::new().block_on(async move {
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        let (reloads, reload_requests) = tokio::sync::mpsc::unbounded_channel();
+        actix_rt::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP received: reloading the configuration");
+                if reloads.send(load()).is_err() {
+                    break;
+                }
+            }
+        });
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        };
+        let host = Host {
+            listener,
+            notifier: Notifier::from_env(&env),
+            watchdog: notify::watchdog_interval(&env),
+            reloads: Some(reload_requests),
+            set_log_level: Some(set_log_level),
+        };
+        tokend::run_hosted(config, Clock::system(), host, shutdown)
+            .await
+            .context("tokend stopped on an error")
+    });
+    if let Err(e) = &result {
+        tracing::error!("{e:#}");
+    }
+    result
+}
