@@ -17,7 +17,7 @@ pub fn init(config: &LogConfig, env: &HashMap<String, String>) -> SetLogLevel {
     let rust_log = env.get("RUST_LOG").filter(|f| !f.is_empty());
     let filter = rust_log
         .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(&config.level));
+        .unwrap_or_else(|| configured(&config.level));
     let (filter, handle) = reload::Layer::new(filter);
     let journald = env.contains_key("JOURNAL_STREAM");
     let text = fmt::layer()
@@ -39,7 +39,18 @@ pub fn init(config: &LogConfig, env: &HashMap<String, String>) -> SetLogLevel {
             tracing::info!("RUST_LOG is set and wins over log.level: the log level stays");
             return Ok(());
         }
-        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
-        handle.reload(filter).map_err(|e| e.to_string())
+        EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(configured(level)).map_err(|e| e.to_string())
     })
+}
+
+/// `log.level`, with the cron scheduler's own chatter ("Uninited", "Job creator
+/// created") kept to warnings unless the level names that crate itself.
+fn configured(level: &str) -> EnvFilter {
+    let quiet = if level.contains("tokio_cron_scheduler") {
+        ""
+    } else {
+        ",tokio_cron_scheduler=warn"
+    };
+    EnvFilter::new(format!("{level}{quiet}"))
 }
