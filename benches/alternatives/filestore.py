@@ -128,10 +128,16 @@ def count_rows(path: str) -> int:
     """Well-formed data rows: ten fields and a numeric id. Parsed line by line (no
     generated value holds a quote or a newline) so that a file mangled by concurrent
     rewrites — NUL-filled holes, cut rows — is counted rather than rejected whole."""
+    def well_formed(line: str) -> bool:
+        try:
+            rec = next(csv.reader([line]), [])
+        except csv.Error:  # e.g. a cut row whose open quote swallows the rest
+            return False
+        return len(rec) == 10 and rec[0].isdigit() and "\0" not in line
+
     try:
         with open(path, newline="", errors="replace") as f:
-            return sum(1 for line in f for rec in csv.reader([line])
-                       if len(rec) == 10 and rec[0].isdigit() and "\0" not in line)
+            return sum(1 for line in f if well_formed(line))
     except OSError:
         return -1
 
