@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::oauth::Endpoints;
-use crate::policy::{Limits, Policies};
+use crate::policy::Policies;
 
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/tokend/tokend.toml";
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024;
@@ -166,106 +166,6 @@ struct Raw {
     refresh: RawRefresh,
     cleanup: RawCleanup,
     log: RawLog,
-}
-
-/// A policy duration as written: absent (inherit the default), "off", or a duration.
-type Switch = Option<Option<Duration>>;
-
-fn switch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Switch, D::Error> {
-    let text = String::deserialize(d)?;
-    match text.trim() {
-        "" | "off" => Ok(Some(None)),
-        t => humantime_serde::re::humantime::parse_duration(t)
-            .map(|d| Some(Some(d)))
-            .map_err(|e| {
-                serde::de::Error::custom(format!("{t:?} is not a duration or \"off\": {e}"))
-            }),
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawLimits {
-    #[serde(deserialize_with = "switch")]
-    idle_timeout: Switch,
-    #[serde(deserialize_with = "switch")]
-    max_session_age: Switch,
-    #[serde(deserialize_with = "switch")]
-    needs_reauth_grace: Switch,
-    #[serde(deserialize_with = "switch")]
-    expired_unrefreshable_grace: Switch,
-}
-
-impl RawLimits {
-    fn over(&self, base: &Limits) -> Limits {
-        Limits {
-            idle_timeout: self.idle_timeout.unwrap_or(base.idle_timeout),
-            max_session_age: self.max_session_age.unwrap_or(base.max_session_age),
-            needs_reauth_grace: self.needs_reauth_grace.unwrap_or(base.needs_reauth_grace),
-            expired_unrefreshable_grace: self
-                .expired_unrefreshable_grace
-                .unwrap_or(base.expired_unrefreshable_grace),
-        }
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawCleanup {
-    enabled: Option<bool>,
-    schedule: Option<String>,
-    dry_run: Option<bool>,
-    action: Option<String>,
-    #[serde(with = "humantime_serde")]
-    last_used_flush: Option<Duration>,
-    #[serde(flatten)]
-    limits: RawLimits,
-    client: Vec<RawClientLimits>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawClientLimits {
-    client_id: String,
-    #[serde(flatten)]
-    limits: RawLimits,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawRefresh {
-    enabled: Option<bool>,
-    accounts_url: Option<String>,
-    accounts: Vec<RawAccounts>,
-    lead_fraction: Option<f64>,
-    #[serde(with = "humantime_serde")]
-    min_lead: Option<Duration>,
-    #[serde(with = "humantime_serde")]
-    max_lead: Option<Duration>,
-    jitter: Option<f64>,
-    #[serde(with = "humantime_serde")]
-    min_validity: Option<Duration>,
-    max_in_flight: Option<usize>,
-    budget: Option<u32>,
-    #[serde(with = "humantime_serde")]
-    budget_window: Option<Duration>,
-    #[serde(with = "humantime_serde")]
-    backoff_initial: Option<Duration>,
-    #[serde(with = "humantime_serde")]
-    backoff_max: Option<Duration>,
-    #[serde(with = "humantime_serde")]
-    throttle_wait: Option<Duration>,
-    #[serde(with = "humantime_serde")]
-    connect_timeout: Option<Duration>,
-    #[serde(with = "humantime_serde")]
-    timeout: Option<Duration>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAccounts {
-    api_domain: String,
-    url: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -465,132 +365,6 @@ pub fn restart_only_changes(running: &Config, reloaded: &Config) -> Vec<&'static
     .collect()
 }
 
-fn validate_cleanup(raw: RawCleanup) -> Result<CleanupConfig, ConfigError> {
-    let builtin = Limits {
-        idle_timeout: DEFAULT_IDLE_TIMEOUT,
-        max_session_age: DEFAULT_MAX_SESSION_AGE,
-        needs_reauth_grace: DEFAULT_NEEDS_REAUTH_GRACE,
-        expired_unrefreshable_grace: DEFAULT_EXPIRED_UNREFRESHABLE_GRACE,
-    };
-    let default = raw.limits.over(&builtin);
-    let mut per_client = std::collections::BTreeMap::new();
-    for c in raw.client {
-        if per_client
-            .insert(c.client_id.clone(), c.limits.over(&default))
-            .is_some()
-        {
-            return Err(invalid(
-                "cleanup.client.client_id",
-                format!("{:?} appears twice", c.client_id),
-            ));
-        }
-    }
-    let schedule = raw
-        .schedule
-        .unwrap_or_else(|| DEFAULT_CLEANUP_SCHEDULE.to_owned());
-    if let Err(e) =
-        tokio_cron_scheduler::Job::new_async(schedule.as_str(), |_, _| Box::pin(async {}))
-    {
-        return Err(invalid(
-            "cleanup.schedule",
-            format!("{schedule:?} is not a cron expression with seconds: {e}"),
-        ));
-    }
-    let action = match raw.action.as_deref() {
-        None | Some("delete") => CleanupAction::Delete,
-        Some("revoke_and_delete") => CleanupAction::RevokeAndDelete,
-        Some(other) => {
-            return Err(invalid(
-                "cleanup.action",
-                format!("{other:?} is not `delete` or `revoke_and_delete`"),
-            ))
-        }
-    };
-    let last_used_flush = raw.last_used_flush.unwrap_or(DEFAULT_LAST_USED_FLUSH);
-    if last_used_flush.is_zero() {
-        return Err(invalid("cleanup.last_used_flush", "must be above zero"));
-    }
-    Ok(CleanupConfig {
-        enabled: raw.enabled.unwrap_or(true),
-        schedule,
-        dry_run: raw.dry_run.unwrap_or(false),
-        action,
-        policies: Policies {
-            default,
-            per_client,
-        },
-        last_used_flush,
-    })
-}
-
-fn validate_refresh(raw: RawRefresh) -> Result<RefreshConfig, ConfigError> {
-    let url = |key: &'static str, u: String| {
-        if u.starts_with("http://") || u.starts_with("https://") {
-            Ok(u.trim_end_matches('/').to_owned())
-        } else {
-            Err(invalid(key, "must be an http:// or https:// URL"))
-        }
-    };
-    let accounts_url = raw
-        .accounts_url
-        .filter(|u| !u.is_empty())
-        .map(|u| url("refresh.accounts_url", u))
-        .transpose()?;
-    let mut per_domain = std::collections::BTreeMap::new();
-    for a in raw.accounts {
-        let domain = a.api_domain.trim_end_matches('/').to_owned();
-        per_domain.insert(domain, url("refresh.accounts.url", a.url)?);
-    }
-    let c = RefreshConfig {
-        enabled: raw.enabled.unwrap_or(true),
-        endpoints: Endpoints {
-            accounts_url,
-            per_domain,
-        },
-        lead_fraction: raw.lead_fraction.unwrap_or(DEFAULT_LEAD_FRACTION),
-        min_lead: raw.min_lead.unwrap_or(DEFAULT_MIN_LEAD),
-        max_lead: raw.max_lead.unwrap_or(DEFAULT_MAX_LEAD),
-        jitter: raw.jitter.unwrap_or(DEFAULT_JITTER),
-        min_validity: raw.min_validity.unwrap_or(DEFAULT_MIN_VALIDITY),
-        max_in_flight: raw.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
-        budget: raw.budget.unwrap_or(DEFAULT_BUDGET),
-        budget_window: raw.budget_window.unwrap_or(DEFAULT_BUDGET_WINDOW),
-        backoff_initial: raw.backoff_initial.unwrap_or(DEFAULT_BACKOFF_INITIAL),
-        backoff_max: raw.backoff_max.unwrap_or(DEFAULT_BACKOFF_MAX),
-        throttle_wait: raw.throttle_wait.unwrap_or(DEFAULT_THROTTLE_WAIT),
-        connect_timeout: raw.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-        timeout: raw.timeout.unwrap_or(DEFAULT_TIMEOUT),
-    };
-    if !(c.lead_fraction > 0.0 && c.lead_fraction < 1.0) {
-        return Err(invalid("refresh.lead_fraction", "must be between 0 and 1"));
-    }
-    if c.min_lead > c.max_lead {
-        return Err(invalid(
-            "refresh.min_lead",
-            "must not exceed refresh.max_lead",
-        ));
-    }
-    if !(0.0..=1.0).contains(&c.jitter) {
-        return Err(invalid("refresh.jitter", "must be from 0 to 1"));
-    }
-    if c.max_in_flight == 0 {
-        return Err(invalid("refresh.max_in_flight", "must be at least 1"));
-    }
-    if c.budget == 0 {
-        return Err(invalid("refresh.budget", "must be at least 1"));
-    }
-    if c.backoff_initial.is_zero() || c.backoff_initial > c.backoff_max {
-        return Err(invalid(
-            "refresh.backoff_initial",
-            "must be above zero and not exceed refresh.backoff_max",
-        ));
-    }
-    if c.timeout.is_zero() || c.connect_timeout.is_zero() {
-        return Err(invalid("refresh.timeout", "timeouts must be above zero"));
-    }
-    Ok(c)
-}
-
 fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
@@ -637,6 +411,12 @@ fn first_dir(list: &Path) -> PathBuf {
     let s = list.to_string_lossy();
     PathBuf::from(s.split(':').next().unwrap_or_default())
 }
+
+mod cleanup;
+mod refresh;
+
+use cleanup::{validate_cleanup, RawCleanup};
+use refresh::{validate_refresh, RawRefresh};
 
 #[cfg(test)]
 mod tests;
