@@ -49,6 +49,32 @@ impl ClientError {
     }
 }
 
+/// Connects to the daemon's socket with `timeout` on every read and write, mapping a
+/// failure to what the user should do about it. Shared by every client of the CLI.
+pub fn open(path: &Path, timeout: Duration) -> Result<UnixStream, ClientError> {
+    let stream = UnixStream::connect(path).map_err(|e| match e.kind() {
+        ErrorKind::NotFound | ErrorKind::ConnectionRefused | ErrorKind::NotADirectory => {
+            ClientError::NotRunning {
+                path: path.to_owned(),
+            }
+        }
+        ErrorKind::PermissionDenied => ClientError::PermissionDenied {
+            path: path.to_owned(),
+        },
+        _ => ClientError::Io {
+            path: path.to_owned(),
+            source: e,
+        },
+    })?;
+    let io = |source| ClientError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    Ok(stream)
+}
+
 pub struct Client {
     path: PathBuf,
     reader: BufReader<UnixStream>,
@@ -58,26 +84,11 @@ pub struct Client {
 
 impl Client {
     pub fn connect(path: &Path) -> Result<Client, ClientError> {
-        let stream = UnixStream::connect(path).map_err(|e| match e.kind() {
-            ErrorKind::NotFound | ErrorKind::ConnectionRefused | ErrorKind::NotADirectory => {
-                ClientError::NotRunning {
-                    path: path.to_owned(),
-                }
-            }
-            ErrorKind::PermissionDenied => ClientError::PermissionDenied {
-                path: path.to_owned(),
-            },
-            _ => ClientError::Io {
-                path: path.to_owned(),
-                source: e,
-            },
-        })?;
+        let stream = open(path, REPLY_TIMEOUT)?;
         let io = |source| ClientError::Io {
             path: path.to_owned(),
             source,
         };
-        stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
-        stream.set_write_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
         let writer = stream.try_clone().map_err(io)?;
         Ok(Client {
             path: path.to_owned(),

@@ -30,27 +30,11 @@ pub struct Client {
 
 impl Client {
     pub fn connect(path: &Path) -> Result<Client, ClientError> {
-        let stream = UnixStream::connect(path).map_err(|e| match e.kind() {
-            // As `crate::client` maps them: these mean no daemon, or not ours to use.
-            ErrorKind::NotFound | ErrorKind::ConnectionRefused | ErrorKind::NotADirectory => {
-                ClientError::NotRunning {
-                    path: path.to_owned(),
-                }
-            }
-            ErrorKind::PermissionDenied => ClientError::PermissionDenied {
-                path: path.to_owned(),
-            },
-            _ => ClientError::Io {
-                path: path.to_owned(),
-                source: e,
-            },
-        })?;
+        let stream = crate::client::open(path, REPLY_TIMEOUT)?;
         let io = |source| ClientError::Io {
             path: path.to_owned(),
             source,
         };
-        stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
-        stream.set_write_timeout(Some(REPLY_TIMEOUT)).map_err(io)?;
         let writer = BufWriter::new(stream.try_clone().map_err(io)?);
         Ok(Client {
             path: path.to_owned(),
