@@ -3,8 +3,9 @@
 //! # Architecture
 //!
 //! Four actors (actix, on tokio), each in one file. The **store actor** (`store.rs`) is
-//! the only owner of the SQLite connection (`db.rs` and `db/`); it runs on a thread of
-//! its own, commits writes that arrive together in one transaction (group commit), keeps
+//! the only owner of the SQLite connection (`db.rs` and `db/`); it runs on the daemon's
+//! one thread with everything else (a lookup costs less than a hand-off to another
+//! thread), commits writes that arrive together in one transaction (group commit), keeps
 //! last-use times in memory and writes them in batches, and tells subscribers about every
 //! committed change. The **front actor** (`front.rs`) owns the Unix socket and runs a task
 //! per client (`connection.rs`, with `framing.rs`) that reads newline-delimited JSON
@@ -73,8 +74,6 @@ pub async fn run_hosted(
 ) -> Result<(), Error> {
     let r = &config.refresh;
     let oauth = oauth::OAuthClient::new(r.endpoints.clone(), r.connect_timeout, r.timeout)?;
-    let db = db::Db::open(&config.store.path, config.store.busy_timeout)?;
-    let tokens = db.count()?;
     let (listener, socket_guard, socket_path) = match host.listener.take() {
         Some(passed) => {
             let path = front::socket_path(&passed);
@@ -85,7 +84,11 @@ pub async fn run_hosted(
             (listener, Some(guard), config.socket.path.clone())
         }
     };
-    let (store, store_thread) =
+    // After the socket: a second daemon is told about the live socket it would displace
+    // before it is told that the database is locked.
+    let db = db::Db::open(&config.store.path, config.store.busy_timeout)?;
+    let tokens = db.count()?;
+    let (store, store_closed) =
         store::StoreActor::start(db, clock.clone(), config.cleanup.last_used_flush);
     let refresher =
         refresher::RefresherActor::new(r.clone(), clock, store.clone(), oauth.clone()).start();
@@ -119,10 +122,8 @@ pub async fn run_hosted(
     let _ = refresher.send(refresher::Shutdown).await;
     let _ = cleanup.send(cleanup::Shutdown).await;
     let _ = store.send(store::Shutdown).await;
-    store_thread.stop();
-    // The store's thread drops the database connection as it ends; wait for that so the
-    // process exits with the file closed cleanly.
-    let _ = tokio::task::spawn_blocking(move || store_thread.join()).await;
+    // Wait for the connection to close, so the file is unlocked and clean when we return.
+    let _ = store_closed.await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,11 +1,17 @@
-//! StoreActor: the one owner of the SQLite connection, on a thread of its own.
+//! StoreActor: the one owner of the SQLite connection.
 //!
-//! Reads are answered at once. Writes are queued and committed together: the actor
-//! drains its whole mailbox before it handles the `Flush` it sent itself, so every save
-//! that arrived while the previous commit was waiting on fsync goes into the next
-//! transaction. Each caller is answered only after its own write is durable. A read
-//! first commits whatever is queued, so a client that pipelines a save and then a find
-//! sees its save.
+//! It runs on the daemon's own thread, beside the connections, not on one of its own:
+//! a find is a few microseconds of SQLite, while handing it to another thread and back
+//! costs two thread wake-ups, several times that (benches/README.md measures both).
+//!
+//! Reads are answered at once. Reads that arrive together share one read transaction:
+//! the first opens it and the actor closes it (`EndRead`) once its mailbox is drained,
+//! because opening and closing a transaction costs more than the lookup itself.
+//! Writes are queued and committed together: the actor drains its whole mailbox before
+//! it handles the `Flush` it sent itself, so every save that arrived while the previous
+//! commit was waiting on fsync goes into the next transaction. Each caller is answered
+//! only after its own write is durable. A read first commits whatever is queued, so a
+//! client that pipelines a save and then a find sees its save.
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -118,6 +124,12 @@ pub struct Changed(pub Outcome);
 #[rtype(result = "()")]
 struct Flush;
 
+/// Close the read transaction the reads of this mailbox drain shared. Sent by the actor
+/// to itself; like `Flush`, it is handled after the messages already in the mailbox.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct EndRead;
+
 type Reply = oneshot::Sender<Result<Outcome, StoreError>>;
 
 pub struct StoreActor {
@@ -133,6 +145,8 @@ pub struct StoreActor {
     /// one transaction every `use_flush`.
     uses: HashMap<String, i64>,
     use_flush: Duration,
+    /// Dropped with the actor, after `db`: tells `start`'s caller the database is closed.
+    _closed: oneshot::Sender<()>,
 }
 
 /// How many messages may wait in the mailbox before senders wait. Generous, because a
@@ -140,11 +154,16 @@ pub struct StoreActor {
 const MAILBOX_CAPACITY: usize = 4096;
 
 impl StoreActor {
-    /// Starts the actor on a new thread of its own (SQLite calls block) and returns its
-    /// address and the thread's arbiter, to stop at shutdown.
-    pub fn start(db: Db, clock: Clock, use_flush: Duration) -> (Addr<StoreActor>, Arbiter) {
-        let arbiter = Arbiter::new();
-        let addr = StoreActor::start_in_arbiter(&arbiter.handle(), move |ctx| {
+    /// Starts the actor on the current thread. The receiver resolves once the actor has
+    /// stopped and the database connection is closed (after `Shutdown`), so whoever
+    /// opens the file next finds it unlocked.
+    pub fn start(
+        db: Db,
+        clock: Clock,
+        use_flush: Duration,
+    ) -> (Addr<StoreActor>, oneshot::Receiver<()>) {
+        let (closed, on_closed) = oneshot::channel();
+        let addr = StoreActor::create(move |ctx| {
             ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
             StoreActor {
                 db,
@@ -154,9 +173,19 @@ impl StoreActor {
                 subscribers: Vec::new(),
                 uses: HashMap::new(),
                 use_flush,
+                _closed: closed,
             }
         });
-        (addr, arbiter)
+        (addr, on_closed)
+    }
+
+    /// Makes the reads of this mailbox drain share one read transaction.
+    fn reading(&mut self, ctx: &mut Context<Self>) -> Result<&Db, StoreError> {
+        self.flush();
+        if self.db.begin_read()? {
+            ctx.notify(EndRead);
+        }
+        Ok(&self.db)
     }
 
     fn enqueue(
@@ -310,12 +339,19 @@ impl Handler<Flush> for StoreActor {
     }
 }
 
+impl Handler<EndRead> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, _: EndRead, _: &mut Self::Context) {
+        self.db.end_read();
+    }
+}
+
 impl Handler<Find> for StoreActor {
     type Result = Result<Option<StoredToken>, StoreError>;
 
-    fn handle(&mut self, msg: Find, _: &mut Self::Context) -> Self::Result {
-        self.flush();
-        let found = self.db.find(&msg.token)?;
+    fn handle(&mut self, msg: Find, ctx: &mut Self::Context) -> Self::Result {
+        let found = self.reading(ctx)?.find(&msg.token)?;
         self.touch(&found, msg.touch);
         Ok(found)
     }
@@ -324,9 +360,8 @@ impl Handler<Find> for StoreActor {
 impl Handler<FindById> for StoreActor {
     type Result = Result<Option<StoredToken>, StoreError>;
 
-    fn handle(&mut self, msg: FindById, _: &mut Self::Context) -> Self::Result {
-        self.flush();
-        let found = self.db.find_by_id(&msg.id)?;
+    fn handle(&mut self, msg: FindById, ctx: &mut Self::Context) -> Self::Result {
+        let found = self.reading(ctx)?.find_by_id(&msg.id)?;
         self.touch(&found, msg.touch);
         Ok(found)
     }

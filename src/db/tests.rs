@@ -48,6 +48,34 @@ fn open_sets_wal_and_full_sync_and_is_idempotent() {
 }
 
 #[test]
+fn a_second_open_while_the_first_is_open_is_refused_naming_the_file() {
+    let (dir, db) = open();
+    let path = dir.path().join("sub/tokens.db");
+    let err = Db::open(&path, Duration::from_millis(10))
+        .err()
+        .expect("a second open succeeded while the first held the file");
+    let message = err.to_string();
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains("another tokend"), "{message}");
+    drop(db);
+    Db::open(&path, Duration::from_millis(10)).unwrap();
+}
+
+#[test]
+fn writes_close_the_shared_read_transaction_and_later_reads_see_them() {
+    let (_dir, mut db) = open();
+    assert!(db.begin_read().unwrap());
+    assert!(!db.begin_read().unwrap(), "a second begin reuses the first");
+    assert!(db.find_by_id("1").unwrap().is_none());
+    let saved = save(&mut db, user("u", "r1")).unwrap();
+    assert!(db.begin_read().unwrap(), "the write closed the read");
+    assert_eq!(db.find_by_id(saved.id()).unwrap(), Some(saved));
+    db.end_read();
+    db.end_read(); // closing twice is harmless
+    db.record_uses(&[("1".to_owned(), 5)]).unwrap();
+}
+
+#[test]
 fn a_second_save_of_a_user_updates_in_place_and_keeps_unset_fields() {
     let (_dir, mut db) = open();
     let first = save(&mut db, user("u@x:1", "r1")).unwrap();
