@@ -1,6 +1,8 @@
 //! Every write: the SDK's save semantics, deletes, the refresher's conditional update
 //! and the cleanup's conditional delete. Called inside the batch transaction.
 
+use std::fmt::Write as _;
+
 use rusqlite::{params, Connection};
 
 use super::{find, find_by_id, COLUMNS};
@@ -105,8 +107,9 @@ pub(super) fn apply(tx: &Connection, write: &Write, now: i64) -> Result<Outcome,
             update: change,
         } => match find_by_id(tx, id)? {
             Some(mut stored) if stored.meta.version == *version => {
+                let before = stored.clone();
                 apply_refresh(&mut stored, change.clone(), now);
-                update(tx, &mut stored)?;
+                update(tx, &before, &mut stored)?;
                 Ok(Outcome::Saved(stored))
             }
             _ => Ok(Outcome::Superseded { id: id.clone() }),
@@ -170,6 +173,7 @@ fn save(tx: &Connection, token: Token, now: i64) -> Result<StoredToken, StoreErr
     };
     match existing {
         Some(mut stored) => {
+            let before = stored.clone();
             // New credentials from a client (after the user authorised again, or after
             // the SDK refreshed by itself) end any failure state: they deserve a try.
             if token.has_credential() {
@@ -181,7 +185,7 @@ fn save(tx: &Connection, token: Token, now: i64) -> Result<StoredToken, StoreErr
             stored.token.merge_from(token);
             stored.meta.updated_at = now;
             stored.meta.last_used_at = Some(now);
-            update(tx, &mut stored)?;
+            update(tx, &before, &mut stored)?;
             Ok(stored)
         }
         None if !token.has_credential() => Err(StoreError::IncompleteToken),
@@ -235,15 +239,29 @@ fn insert(tx: &Connection, t: &StoredToken) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn update(tx: &Connection, t: &mut StoredToken) -> Result<(), StoreError> {
+/// Writes the columns of `t` that differ from `before`, the row as read. Only those:
+/// SQLite rewrites the entries of every index whose column is in the SET list, changed
+/// or not, and a save after a refresh changes two indexed columns of six (the store
+/// bench measured 69 against 45 µs per save).
+fn update(tx: &Connection, before: &StoredToken, t: &mut StoredToken) -> Result<(), StoreError> {
     t.meta.version += 1;
-    let sql = "UPDATE tokens SET user_name = ?2, client_id = ?3, client_secret = ?4, \
-         refresh_token = ?5, access_token = ?6, grant_token = ?7, expiry_time = ?8, \
-         redirect_url = ?9, api_domain = ?10, created_at = ?11, updated_at = ?12, \
-         last_used_at = ?13, state = ?14, failures = ?15, last_error = ?16, \
-         next_refresh_at = ?17, version = ?18 WHERE id = ?1";
-    tx.prepare_cached(sql)?
-        .execute(row_params(t).as_slice())
+    let (old, new) = (row_params(before), row_params(t));
+    let mut sql = String::from("UPDATE tokens SET ");
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![new[0]];
+    for (i, name) in COLUMNS.split(", ").enumerate().skip(1) {
+        if old[i].to_sql()? != new[i].to_sql()? {
+            values.push(new[i]);
+            if values.len() > 2 {
+                sql.push_str(", ");
+            }
+            // `name` is one of our own column names; every value is bound.
+            let _ = write!(sql, "{name} = ?{}", values.len());
+        }
+    }
+    sql.push_str(" WHERE id = ?1");
+    // The version always changes, so the SET list is never empty.
+    tx.prepare_cached(&sql)?
+        .execute(values.as_slice())
         .map_err(conflict)?;
     Ok(())
 }
