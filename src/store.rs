@@ -16,92 +16,13 @@
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::clock::Clock;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::db::{Db, Ended, Outcome, RefreshUpdate, Write};
+use crate::clock::Clock;
+use crate::db::{Db, Outcome, Write};
 use crate::error::StoreError;
-use crate::model::{StoredToken, Token, TokenState};
-use crate::policy::Policies;
-use crate::schedule::ScheduleInput;
-
-/// Save a token by the SDK's `save_token` rules; the reply is the token as stored.
-#[derive(Message)]
-#[rtype(result = "Result<StoredToken, StoreError>")]
-pub struct Save(pub Token);
-
-/// Delete one token by id; the reply says whether it existed.
-#[derive(Message)]
-#[rtype(result = "Result<bool, StoreError>")]
-pub struct Delete(pub String);
-
-/// Delete every token; the reply is how many there were.
-#[derive(Message)]
-#[rtype(result = "Result<u64, StoreError>")]
-pub struct DeleteAll;
-
-/// The token a partial token means, by the SDK's matching rules. `touch`: a client's
-/// lookup, which counts as a use of the session (the daemon's own lookups do not).
-#[derive(Message)]
-#[rtype(result = "Result<Option<StoredToken>, StoreError>")]
-pub struct Find {
-    pub token: Token,
-    pub touch: bool,
-}
-
-#[derive(Message)]
-#[rtype(result = "Result<Option<StoredToken>, StoreError>")]
-pub struct FindById {
-    pub id: String,
-    pub touch: bool,
-}
-
-/// The sessions the policies end now, judged with every use so far, flushed or not.
-#[derive(Message)]
-#[rtype(result = "Result<Vec<Ended>, StoreError>")]
-pub struct EndedSessions(pub Policies);
-
-/// Delete an ended session, unless it changed or was used since it was judged; the
-/// reply says whether it was deleted.
-#[derive(Message)]
-#[rtype(result = "Result<bool, StoreError>")]
-pub struct Expire(pub Ended);
-
-/// One page of tokens in paging order, and the cursor for the next page.
-#[derive(Message)]
-#[rtype(result = "Result<(Vec<StoredToken>, Option<String>), StoreError>")]
-pub struct List {
-    pub after: Option<String>,
-    pub limit: Option<u32>,
-}
-
-#[derive(Message)]
-#[rtype(result = "Result<u64, StoreError>")]
-pub struct Count;
-
-#[derive(Message)]
-#[rtype(result = "Result<Vec<(TokenState, u64)>, StoreError>")]
-pub struct CountByState;
-
-/// Record a refresh attempt's result for the token as it was at `version`. The reply is
-/// the updated token, or `None` when a client changed or deleted it meanwhile (then
-/// nothing was written).
-#[derive(Message)]
-#[rtype(result = "Result<Option<StoredToken>, StoreError>")]
-pub struct ApplyRefresh {
-    pub id: String,
-    pub version: i64,
-    pub update: RefreshUpdate,
-}
-
-/// One page of what the refresher schedules, for loading the schedule at start.
-#[derive(Message)]
-#[rtype(result = "Result<Vec<(String, ScheduleInput)>, StoreError>")]
-pub struct SchedulePage {
-    pub after: Option<String>,
-    pub limit: u32,
-}
+use crate::model::StoredToken;
 
 /// Tell `0` about every committed change from now on. The refresher and the cleanup
 /// actor follow saves and deletes this way, whoever made them.
@@ -109,10 +30,28 @@ pub struct SchedulePage {
 #[rtype(result = "()")]
 pub struct Subscribe(pub Recipient<Changed>);
 
+impl Handler<Subscribe> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) {
+        self.subscribers.push(msg.0);
+    }
+}
+
 /// Commit what is queued, write the last uses, and stop: the last message of a shutdown.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Shutdown;
+
+impl Handler<Shutdown> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        self.flush();
+        self.flush_uses();
+        ctx.stop();
+    }
+}
 
 /// A committed change, sent to subscribers after the commit.
 #[derive(Message, Debug, Clone)]
@@ -124,11 +63,27 @@ pub struct Changed(pub Outcome);
 #[rtype(result = "()")]
 struct Flush;
 
+impl Handler<Flush> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, _: &mut Self::Context) {
+        self.flush();
+    }
+}
+
 /// Close the read transaction the reads of this mailbox drain shared. Sent by the actor
 /// to itself; like `Flush`, it is handled after the messages already in the mailbox.
 #[derive(Message)]
 #[rtype(result = "()")]
 struct EndRead;
+
+impl Handler<EndRead> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, _: EndRead, _: &mut Self::Context) {
+        self.db.end_read();
+    }
+}
 
 type Reply = oneshot::Sender<Result<Outcome, StoreError>>;
 
@@ -233,7 +188,14 @@ impl StoreActor {
 impl StoreActor {
     fn touch(&mut self, found: &Option<StoredToken>, touch: bool) {
         if let (true, Some(t)) = (touch, found) {
-            self.uses.insert(t.id().to_owned(), self.clock.now_ms());
+            let now = self.clock.now_ms();
+            // The hot tokens are already in the map: update in place, no key allocation.
+            match self.uses.get_mut(t.id()) {
+                Some(at) => *at = now,
+                None => {
+                    self.uses.insert(t.id().to_owned(), now);
+                }
+            }
         }
     }
 
@@ -264,196 +226,8 @@ impl Actor for StoreActor {
     }
 }
 
-/// Queues `write` and resolves, after its commit, to what `pick` makes of the outcome.
-fn write_reply<T: 'static>(
-    actor: &mut StoreActor,
-    ctx: &mut Context<StoreActor>,
-    write: Write,
-    pick: fn(Outcome) -> Option<T>,
-) -> ResponseFuture<Result<T, StoreError>> {
-    let rx = actor.enqueue(write, ctx);
-    Box::pin(async move {
-        match rx.await {
-            Ok(Ok(outcome)) => pick(outcome).ok_or(StoreError::Unavailable),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(StoreError::Unavailable),
-        }
-    })
-}
+mod reads;
+mod writes;
 
-impl Handler<Save> for StoreActor {
-    type Result = ResponseFuture<Result<StoredToken, StoreError>>;
-
-    fn handle(&mut self, msg: Save, ctx: &mut Self::Context) -> Self::Result {
-        write_reply(self, ctx, Write::Save(msg.0), |o| match o {
-            Outcome::Saved(t) => Some(t),
-            _ => None,
-        })
-    }
-}
-
-impl Handler<Delete> for StoreActor {
-    type Result = ResponseFuture<Result<bool, StoreError>>;
-
-    fn handle(&mut self, msg: Delete, ctx: &mut Self::Context) -> Self::Result {
-        write_reply(self, ctx, Write::Delete(msg.0), |o| match o {
-            Outcome::Deleted { existed, .. } => Some(existed),
-            _ => None,
-        })
-    }
-}
-
-impl Handler<DeleteAll> for StoreActor {
-    type Result = ResponseFuture<Result<u64, StoreError>>;
-
-    fn handle(&mut self, _: DeleteAll, ctx: &mut Self::Context) -> Self::Result {
-        write_reply(self, ctx, Write::DeleteAll, |o| match o {
-            Outcome::DeletedAll(n) => Some(n),
-            _ => None,
-        })
-    }
-}
-
-impl Handler<ApplyRefresh> for StoreActor {
-    type Result = ResponseFuture<Result<Option<StoredToken>, StoreError>>;
-
-    fn handle(&mut self, msg: ApplyRefresh, ctx: &mut Self::Context) -> Self::Result {
-        let write = Write::Refreshed {
-            id: msg.id,
-            version: msg.version,
-            update: msg.update,
-        };
-        write_reply(self, ctx, write, |o| match o {
-            Outcome::Saved(t) => Some(Some(t)),
-            Outcome::Superseded { .. } => Some(None),
-            _ => None,
-        })
-    }
-}
-
-impl Handler<Flush> for StoreActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Flush, _: &mut Self::Context) {
-        self.flush();
-    }
-}
-
-impl Handler<EndRead> for StoreActor {
-    type Result = ();
-
-    fn handle(&mut self, _: EndRead, _: &mut Self::Context) {
-        self.db.end_read();
-    }
-}
-
-impl Handler<Find> for StoreActor {
-    type Result = Result<Option<StoredToken>, StoreError>;
-
-    fn handle(&mut self, msg: Find, ctx: &mut Self::Context) -> Self::Result {
-        let found = self.reading(ctx)?.find(&msg.token)?;
-        self.touch(&found, msg.touch);
-        Ok(found)
-    }
-}
-
-impl Handler<FindById> for StoreActor {
-    type Result = Result<Option<StoredToken>, StoreError>;
-
-    fn handle(&mut self, msg: FindById, ctx: &mut Self::Context) -> Self::Result {
-        let found = self.reading(ctx)?.find_by_id(&msg.id)?;
-        self.touch(&found, msg.touch);
-        Ok(found)
-    }
-}
-
-impl Handler<List> for StoreActor {
-    type Result = Result<(Vec<StoredToken>, Option<String>), StoreError>;
-
-    fn handle(&mut self, msg: List, _: &mut Self::Context) -> Self::Result {
-        self.flush();
-        self.db.list(msg.after.as_deref(), msg.limit)
-    }
-}
-
-impl Handler<Count> for StoreActor {
-    type Result = Result<u64, StoreError>;
-
-    fn handle(&mut self, _: Count, _: &mut Self::Context) -> Self::Result {
-        self.flush();
-        self.db.count()
-    }
-}
-
-impl Handler<Shutdown> for StoreActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
-        self.flush();
-        self.flush_uses();
-        ctx.stop();
-    }
-}
-
-impl Handler<CountByState> for StoreActor {
-    type Result = Result<Vec<(TokenState, u64)>, StoreError>;
-
-    fn handle(&mut self, _: CountByState, _: &mut Self::Context) -> Self::Result {
-        self.flush();
-        self.db.count_by_state()
-    }
-}
-
-impl Handler<SchedulePage> for StoreActor {
-    type Result = Result<Vec<(String, ScheduleInput)>, StoreError>;
-
-    fn handle(&mut self, msg: SchedulePage, _: &mut Self::Context) -> Self::Result {
-        self.flush();
-        self.db.schedule_page(msg.after.as_deref(), msg.limit)
-    }
-}
-
-impl Handler<EndedSessions> for StoreActor {
-    type Result = Result<Vec<Ended>, StoreError>;
-
-    fn handle(&mut self, msg: EndedSessions, _: &mut Self::Context) -> Self::Result {
-        self.flush();
-        let uses = &self.uses;
-        self.db
-            .ended_sessions(&msg.0, self.clock.now_ms(), &|id| uses.get(id).copied())
-    }
-}
-
-impl Handler<Expire> for StoreActor {
-    type Result = ResponseFuture<Result<bool, StoreError>>;
-
-    fn handle(&mut self, msg: Expire, ctx: &mut Self::Context) -> Self::Result {
-        let ended = msg.0;
-        // A use not yet flushed counts as much as one on disk. Only idle sessions are
-        // saved by a use; the other policies end a session whatever its use.
-        let used_before = match ended.policy {
-            crate::policy::Policy::IdleTimeout => ended.last_used_at,
-            _ => i64::MAX,
-        };
-        if self.uses.get(&ended.id).is_some_and(|&at| at > used_before) {
-            return Box::pin(async { Ok(false) });
-        }
-        let write = Write::Expire {
-            id: ended.id,
-            version: ended.version,
-            used_before,
-        };
-        write_reply(self, ctx, write, |o| match o {
-            Outcome::Deleted { existed, .. } => Some(existed),
-            _ => None,
-        })
-    }
-}
-
-impl Handler<Subscribe> for StoreActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: Subscribe, _: &mut Self::Context) {
-        self.subscribers.push(msg.0);
-    }
-}
+pub use reads::{Count, CountByState, EndedSessions, Find, FindById, List, SchedulePage};
+pub use writes::{ApplyRefresh, Delete, DeleteAll, Expire, Save};

@@ -1,0 +1,124 @@
+//! The store's reads: each message with its handler. Every one first commits the writes
+//! queued before it (read-your-writes), and the lookups share the drain's read
+//! transaction (`StoreActor::reading`).
+
+use actix::prelude::*;
+
+use super::StoreActor;
+use crate::db::Ended;
+use crate::error::StoreError;
+use crate::model::{StoredToken, Token, TokenState};
+use crate::policy::Policies;
+use crate::schedule::ScheduleInput;
+
+/// The token a partial token means, by the SDK's matching rules. `touch`: a client's
+/// lookup, which counts as a use of the session (the daemon's own lookups do not).
+#[derive(Message)]
+#[rtype(result = "Result<Option<StoredToken>, StoreError>")]
+pub struct Find {
+    pub token: Token,
+    pub touch: bool,
+}
+
+impl Handler<Find> for StoreActor {
+    type Result = Result<Option<StoredToken>, StoreError>;
+
+    fn handle(&mut self, msg: Find, ctx: &mut Self::Context) -> Self::Result {
+        let found = self.reading(ctx)?.find(&msg.token)?;
+        self.touch(&found, msg.touch);
+        Ok(found)
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Option<StoredToken>, StoreError>")]
+pub struct FindById {
+    pub id: String,
+    pub touch: bool,
+}
+
+impl Handler<FindById> for StoreActor {
+    type Result = Result<Option<StoredToken>, StoreError>;
+
+    fn handle(&mut self, msg: FindById, ctx: &mut Self::Context) -> Self::Result {
+        let found = self.reading(ctx)?.find_by_id(&msg.id)?;
+        self.touch(&found, msg.touch);
+        Ok(found)
+    }
+}
+
+/// One page of tokens in paging order, and the cursor for the next page.
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<StoredToken>, Option<String>), StoreError>")]
+pub struct List {
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+}
+
+impl Handler<List> for StoreActor {
+    type Result = Result<(Vec<StoredToken>, Option<String>), StoreError>;
+
+    fn handle(&mut self, msg: List, _: &mut Self::Context) -> Self::Result {
+        self.flush();
+        self.db.list(msg.after.as_deref(), msg.limit)
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<u64, StoreError>")]
+pub struct Count;
+
+impl Handler<Count> for StoreActor {
+    type Result = Result<u64, StoreError>;
+
+    fn handle(&mut self, _: Count, _: &mut Self::Context) -> Self::Result {
+        self.flush();
+        self.db.count()
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(TokenState, u64)>, StoreError>")]
+pub struct CountByState;
+
+impl Handler<CountByState> for StoreActor {
+    type Result = Result<Vec<(TokenState, u64)>, StoreError>;
+
+    fn handle(&mut self, _: CountByState, _: &mut Self::Context) -> Self::Result {
+        self.flush();
+        self.db.count_by_state()
+    }
+}
+
+/// One page of what the refresher schedules, for loading the schedule at start.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(String, ScheduleInput)>, StoreError>")]
+pub struct SchedulePage {
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+impl Handler<SchedulePage> for StoreActor {
+    type Result = Result<Vec<(String, ScheduleInput)>, StoreError>;
+
+    fn handle(&mut self, msg: SchedulePage, _: &mut Self::Context) -> Self::Result {
+        self.flush();
+        self.db.schedule_page(msg.after.as_deref(), msg.limit)
+    }
+}
+
+/// The sessions the policies end now, judged with every use so far, flushed or not.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Ended>, StoreError>")]
+pub struct EndedSessions(pub Policies);
+
+impl Handler<EndedSessions> for StoreActor {
+    type Result = Result<Vec<Ended>, StoreError>;
+
+    fn handle(&mut self, msg: EndedSessions, _: &mut Self::Context) -> Self::Result {
+        self.flush();
+        let uses = &self.uses;
+        self.db
+            .ended_sessions(&msg.0, self.clock.now_ms(), &|id| uses.get(id).copied())
+    }
+}

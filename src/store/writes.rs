@@ -1,0 +1,134 @@
+//! The store's writes: each message with its handler. Each is queued for the next group
+//! commit (`StoreActor::enqueue`) and answered only once it is durable.
+
+use actix::prelude::*;
+
+use super::StoreActor;
+use crate::db::{Ended, Outcome, RefreshUpdate, Write};
+use crate::error::StoreError;
+use crate::model::{StoredToken, Token};
+
+/// Queues `write` and resolves, after its commit, to what `pick` makes of the outcome.
+fn write_reply<T: 'static>(
+    actor: &mut StoreActor,
+    ctx: &mut Context<StoreActor>,
+    write: Write,
+    pick: fn(Outcome) -> Option<T>,
+) -> ResponseFuture<Result<T, StoreError>> {
+    let rx = actor.enqueue(write, ctx);
+    Box::pin(async move {
+        match rx.await {
+            Ok(Ok(outcome)) => pick(outcome).ok_or(StoreError::Unavailable),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StoreError::Unavailable),
+        }
+    })
+}
+
+/// Save a token by the SDK's `save_token` rules; the reply is the token as stored.
+#[derive(Message)]
+#[rtype(result = "Result<StoredToken, StoreError>")]
+pub struct Save(pub Token);
+
+impl Handler<Save> for StoreActor {
+    type Result = ResponseFuture<Result<StoredToken, StoreError>>;
+
+    fn handle(&mut self, msg: Save, ctx: &mut Self::Context) -> Self::Result {
+        write_reply(self, ctx, Write::Save(msg.0), |o| match o {
+            Outcome::Saved(t) => Some(t),
+            _ => None,
+        })
+    }
+}
+
+/// Delete one token by id; the reply says whether it existed.
+#[derive(Message)]
+#[rtype(result = "Result<bool, StoreError>")]
+pub struct Delete(pub String);
+
+impl Handler<Delete> for StoreActor {
+    type Result = ResponseFuture<Result<bool, StoreError>>;
+
+    fn handle(&mut self, msg: Delete, ctx: &mut Self::Context) -> Self::Result {
+        write_reply(self, ctx, Write::Delete(msg.0), |o| match o {
+            Outcome::Deleted { existed, .. } => Some(existed),
+            _ => None,
+        })
+    }
+}
+
+/// Delete every token; the reply is how many there were.
+#[derive(Message)]
+#[rtype(result = "Result<u64, StoreError>")]
+pub struct DeleteAll;
+
+impl Handler<DeleteAll> for StoreActor {
+    type Result = ResponseFuture<Result<u64, StoreError>>;
+
+    fn handle(&mut self, _: DeleteAll, ctx: &mut Self::Context) -> Self::Result {
+        write_reply(self, ctx, Write::DeleteAll, |o| match o {
+            Outcome::DeletedAll(n) => Some(n),
+            _ => None,
+        })
+    }
+}
+
+/// Record a refresh attempt's result for the token as it was at `version`. The reply is
+/// the updated token, or `None` when a client changed or deleted it meanwhile (then
+/// nothing was written).
+#[derive(Message)]
+#[rtype(result = "Result<Option<StoredToken>, StoreError>")]
+pub struct ApplyRefresh {
+    pub id: String,
+    pub version: i64,
+    pub update: RefreshUpdate,
+}
+
+impl Handler<ApplyRefresh> for StoreActor {
+    type Result = ResponseFuture<Result<Option<StoredToken>, StoreError>>;
+
+    fn handle(&mut self, msg: ApplyRefresh, ctx: &mut Self::Context) -> Self::Result {
+        let write = Write::Refreshed {
+            id: msg.id,
+            version: msg.version,
+            update: msg.update,
+        };
+        write_reply(self, ctx, write, |o| match o {
+            Outcome::Saved(t) => Some(Some(t)),
+            Outcome::Superseded { .. } => Some(None),
+            _ => None,
+        })
+    }
+}
+
+/// Delete an ended session, unless it changed or was used since it was judged; the
+/// reply says whether it was deleted.
+#[derive(Message)]
+#[rtype(result = "Result<bool, StoreError>")]
+pub struct Expire(pub Ended);
+
+impl Handler<Expire> for StoreActor {
+    type Result = ResponseFuture<Result<bool, StoreError>>;
+
+    fn handle(&mut self, msg: Expire, ctx: &mut Self::Context) -> Self::Result {
+        let ended = msg.0;
+        // A use not yet flushed counts as much as one on disk. Only idle sessions are
+        // saved by a use; the other policies end a session whatever its use.
+        let used_before = match ended.policy {
+            crate::policy::Policy::IdleTimeout => ended.last_used_at,
+            _ => i64::MAX,
+        };
+        if self.uses.get(&ended.id).is_some_and(|&at| at > used_before) {
+            return Box::pin(async { Ok(false) });
+        }
+        let write = Write::Expire {
+            id: ended.id,
+            version: ended.version,
+            used_before,
+        };
+        write_reply(self, ctx, write, |o| match o {
+            Outcome::Deleted { existed, .. } => Some(existed),
+            _ => None,
+        })
+    }
+}
