@@ -1,22 +1,33 @@
-//! The load: client threads, one blocking Unix-socket connection each, each keeping
+//! The load: `clients` connections, each its own request/response loop keeping
 //! `pipeline` requests in flight, for a warm-up and then a measured window.
+//!
+//! All connections are driven from one thread by a current-thread tokio runtime (epoll),
+//! not by a thread each. This machine has two cores: 64 client threads spend the load
+//! generator's core switching between themselves, and a thread blocked in `recv` on a
+//! Unix socket is woken not only by data but also whenever the server reads (the
+//! socket's write-space wake-up has no event filter for a blocked reader), an extra
+//! wake-up and cross-CPU interrupt per request that the server pays for. An epoll
+//! waiter (as tokend's own front, and any client using `poll` or a timeout) is woken
+//! only for what it asked.
 //!
 //! A request's latency is the time from the write that carried it to the read that
 //! returned its reply (replies come in request order, so the oldest request in flight is
 //! the one answered). Only replies read inside the window count, towards both ops/s and
 //! the percentiles; failed replies and finds that matched nothing are counted apart, as
 //! `benches/alternatives/run.py` does. Clients build requests with plain byte writes and
-//! check replies by their first bytes: this machine has two cores, and every cycle the
-//! load generator spends is one the daemon cannot.
+//! check replies by their first bytes: every cycle the load generator spends is one the
+//! daemon cannot.
 
 use std::collections::VecDeque;
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Barrier, OnceLock};
+use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
 
 use super::daemon::{all_tasks_cpu_seconds, cpu_seconds_of, machine_idle_seconds};
 use super::data::{self, N_CLIENTS};
@@ -243,40 +254,65 @@ pub fn run(socket: &Path, pid: i32, spec: Spec) -> anyhow::Result<Outcome> {
     if spec.clients == 0 || spec.pipeline == 0 || spec.tokens == 0 {
         bail!("clients, pipeline and tokens must be at least 1");
     }
-    let barrier = Arc::new(Barrier::new(spec.clients + 1));
-    let window = Arc::new(OnceLock::new());
-    let clients = Arc::new(data::clients());
-    let threads: Vec<_> = (0..spec.clients)
-        .map(|n| {
-            let (socket, barrier, window, clients) = (
-                socket.to_owned(),
-                barrier.clone(),
-                window.clone(),
-                clients.clone(),
-            );
-            std::thread::spawn(move || {
-                let pinned = spec.client_cpus.map_or(Ok(()), super::pin_this_thread);
-                let stream = pinned.and_then(|()| Ok(UnixStream::connect(&socket)?));
-                // Everyone meets three times whatever happened, so a failed client cannot
-                // leave the others waiting: once connected, once the window is set, and
-                // once the CPU counters are read after it (a thread that has ended no
-                // longer shows in them).
-                barrier.wait();
-                barrier.wait();
-                let tally = window.get().context("window not set").and_then(|&window| {
-                    let seed = data::mix(spec.seed ^ ((n as u64) << 32));
-                    Client::new(stream.context("connect")?, spec, seed, clients)?.run(window)
-                });
-                barrier.wait();
-                tally
-            })
-        })
-        .collect();
-    barrier.wait();
+    // The load thread connects, says so, waits for the window, runs it, then waits for
+    // `done` so that it is still alive (and counted) when the CPU counters are read.
+    // Every wait ends when the other side's channel end drops, so a failure on either
+    // side cannot leave the other waiting.
+    let (connected_tx, connected) = mpsc::channel::<Result<(), String>>();
+    let (window_tx, window_rx) = mpsc::channel::<Window>();
+    let (done, done_rx) = mpsc::channel::<()>();
+    let socket = socket.to_owned();
+    let load = std::thread::spawn(move || -> anyhow::Result<Vec<Tally>> {
+        let setup = || -> anyhow::Result<_> {
+            if let Some(cpus) = spec.client_cpus {
+                super::pin_this_thread(cpus)?;
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let streams = rt.block_on(async {
+                let mut streams = Vec::with_capacity(spec.clients);
+                for _ in 0..spec.clients {
+                    streams.push(UnixStream::connect(&socket).await.context("connect")?);
+                }
+                anyhow::Ok(streams)
+            })?;
+            Ok((rt, streams))
+        };
+        let (rt, streams) = match setup() {
+            Ok(ready) => ready,
+            Err(e) => {
+                let _ = connected_tx.send(Err(format!("{e:#}")));
+                return Err(e);
+            }
+        };
+        let _ = connected_tx.send(Ok(()));
+        let window = window_rx.recv().context("no window was set")?;
+        let clients = Arc::new(data::clients());
+        let tallies = rt.block_on(futures_util::future::join_all(
+            streams.into_iter().enumerate().map(|(n, stream)| {
+                let seed = data::mix(spec.seed ^ ((n as u64) << 32));
+                Client::new(stream, spec, seed, clients.clone()).run(window)
+            }),
+        ));
+        let _ = done_rx.recv();
+        tallies.into_iter().collect()
+    });
+    let joined = |load: std::thread::JoinHandle<anyhow::Result<Vec<Tally>>>| {
+        load.join()
+            .map_err(|_| anyhow::anyhow!("the load thread panicked"))?
+    };
+    match connected.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => bail!("{e}"),
+        Err(_) => {
+            joined(load)?;
+            bail!("the load thread ended before it connected");
+        }
+    }
     let start = Instant::now() + spec.warmup;
     let end = start + spec.seconds;
-    let _ = window.set(Window { start, end });
-    barrier.wait();
+    let _ = window_tx.send(Window { start, end });
 
     let cpu = || {
         (
@@ -290,7 +326,7 @@ pub fn run(socket: &Path, pid: i32, spec: Spec) -> anyhow::Result<Outcome> {
     let before = cpu();
     std::thread::sleep(end.saturating_duration_since(Instant::now()));
     let after = cpu();
-    barrier.wait();
+    drop(done);
 
     let mut outcome = Outcome {
         spec,
@@ -305,10 +341,7 @@ pub fn run(socket: &Path, pid: i32, spec: Spec) -> anyhow::Result<Outcome> {
         machine_cpu: ((end - start).as_secs_f64() * cpus() as f64 - (after.2 - before.2)).max(0.0),
         tasks_cpu: after.3.zip(before.3).map(|(a, b)| a - b),
     };
-    for t in threads {
-        let c = t
-            .join()
-            .map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
+    for c in joined(load)? {
         outcome.ops += c.latencies.len() as u64;
         outcome.latencies.extend_from_slice(&c.latencies);
         outcome.errors += c.errors;
@@ -319,7 +352,7 @@ pub fn run(socket: &Path, pid: i32, spec: Spec) -> anyhow::Result<Outcome> {
     Ok(outcome)
 }
 
-/// What one client thread brings back.
+/// What one client brings back.
 struct Tally {
     latencies: Vec<u64>,
     errors: u64,
@@ -353,11 +386,9 @@ impl Client {
         spec: Spec,
         seed: u64,
         clients: Arc<Vec<(String, String)>>,
-    ) -> anyhow::Result<Client> {
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    ) -> Client {
         let expected = (spec.seconds + spec.warmup).as_secs_f64() * 200_000.0 / spec.clients as f64;
-        Ok(Client {
+        Client {
             stream,
             spec,
             clients,
@@ -374,7 +405,7 @@ impl Client {
                 misses: 0,
                 first_error: None,
             },
-        })
+        }
     }
 
     fn random(&mut self) -> u64 {
@@ -382,7 +413,7 @@ impl Client {
         data::mix(self.rng)
     }
 
-    fn run(mut self, window: Window) -> anyhow::Result<Tally> {
+    async fn run(mut self, window: Window) -> anyhow::Result<Tally> {
         loop {
             if Instant::now() >= window.end {
                 break;
@@ -397,13 +428,16 @@ impl Client {
                 for entry in self.in_flight.iter_mut().rev().take(want) {
                     entry.1 = sent;
                 }
-                self.stream.write_all(&self.out).context("write requests")?;
+                tokio::time::timeout(IO_TIMEOUT, self.stream.write_all(&self.out))
+                    .await
+                    .context("write requests: timed out")?
+                    .context("write requests")?;
             }
-            self.read_replies(Some(window))?;
+            self.read_replies(Some(window)).await?;
         }
         // Collect what is still in flight, unmeasured, so no reply is left unread.
         while !self.in_flight.is_empty() {
-            self.read_replies(None)?;
+            self.read_replies(None).await?;
         }
         Ok(self.tally)
     }
@@ -487,13 +521,13 @@ impl Client {
     }
 
     /// One read; checks and (inside `window`) records every complete reply it brought.
-    fn read_replies(&mut self, window: Option<Window>) -> anyhow::Result<()> {
+    async fn read_replies(&mut self, window: Option<Window>) -> anyhow::Result<()> {
         if self.filled == self.input.len() {
             self.input.resize(self.input.len() * 2, 0);
         }
-        let n = self
-            .stream
-            .read(&mut self.input[self.filled..])
+        let n = tokio::time::timeout(IO_TIMEOUT, self.stream.read(&mut self.input[self.filled..]))
+            .await
+            .context("read replies: timed out")?
             .context("read replies")?;
         if n == 0 {
             bail!("the daemon closed the connection");
