@@ -8,9 +8,9 @@ Reads `perf script` of a recording made with call graphs (loadgen's --perf recor
 daemon's threads with DWARF unwinding at 499 Hz) and sorts every sample into the first
 category, in the order below, that any frame of its stack matches: a sample spent in
 malloc under the JSON encoder counts as JSON encoding, one in the kernel under a
-socket read counts as the socket read. The daemon's main thread shows as `tokend` (the
-front actor, the connection tasks, the refresher), the store's thread as
-`actix-rt|system` (perf keeps 15 characters of a thread's name).
+socket read counts as the socket read. The daemon's one busy thread shows as `tokend`
+(every actor and the connection tasks); others, such as reqwest's resolver, only when
+they ran.
 """
 
 from __future__ import annotations

@@ -121,8 +121,10 @@ pub struct RefresherActor {
     drained: Rc<Notify>,
 }
 
-/// Page size when loading the schedule at start: bounds the memory of one load step.
-const LOAD_PAGE: u32 = 10_000;
+/// Page size when loading the schedule at start. Small, because the store shares the
+/// daemon's one thread: each page holds every client up for as long as it takes to
+/// read (about 3 ms for 1,000 rows).
+const LOAD_PAGE: u32 = 1_000;
 /// The longest single sleep: the wall clock can jump (suspend, NTP) while a monotonic
 /// timer sleeps, so a far deadline is re-checked against the clock at least this often.
 const MAX_SLEEP: Duration = Duration::from_secs(300);
