@@ -1,21 +1,27 @@
-//! A small blocking client for the command line (`tokend status`, `tokend token ...`):
-//! one connection, one request at a time, over std's `UnixStream`. The daemon speaks
-//! newline-delimited JSON (`docs/protocol.md`); this adds a `seq` to each request, checks
-//! the reply echoes it, and turns an error reply into [`ClientError::Daemon`].
+//! A small blocking client for the command line (`tokend status`, `tokend token ...`,
+//! `tokend import` and `export`) over std's `UnixStream`: one request at a time, or
+//! many pipelined with a bounded number unanswered, which an import of many tokens
+//! needs. The daemon speaks newline-delimited JSON (`docs/protocol.md`); this adds a
+//! `seq` to each request, checks the reply echoes it, and turns an error reply into
+//! [`ClientError::Daemon`].
 //!
 //! Errors say what to do next: a missing daemon names the path tried and how to start
 //! one, a refused connection names the socket group.
 
-use std::io::{self, BufRead, BufReader, ErrorKind, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-/// How long one reply may take. A `refresh` waits for the provider (15 s by default, and
-/// single flight may queue it behind another), so this is generous.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::model::Token;
+
+/// How long one reply may take. Generous: a `refresh` waits for the provider (15 s by
+/// default, and single flight may queue it behind another), a save for its fsync, which
+/// a busy disk can take seconds over; a daemon that answers nothing for this long is
+/// stuck.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Why a command got no answer. Messages never contain a secret.
 #[derive(Debug, thiserror::Error)]
@@ -75,10 +81,12 @@ pub fn open(path: &Path, timeout: Duration) -> Result<UnixStream, ClientError> {
     Ok(stream)
 }
 
+/// One connection to the daemon.
 pub struct Client {
     path: PathBuf,
     reader: BufReader<UnixStream>,
-    writer: UnixStream,
+    writer: BufWriter<UnixStream>,
+    /// The `seq` of the next request; replies are checked against it.
     next_seq: u64,
 }
 
@@ -89,7 +97,7 @@ impl Client {
             path: path.to_owned(),
             source,
         };
-        let writer = stream.try_clone().map_err(io)?;
+        let writer = BufWriter::new(stream.try_clone().map_err(io)?);
         Ok(Client {
             path: path.to_owned(),
             reader: BufReader::new(stream),
@@ -104,58 +112,146 @@ impl Client {
 
     /// Sends `{"op": op, ...args}` and returns the reply's `result`.
     pub fn call(&mut self, op: &str, args: Value) -> Result<Value, ClientError> {
-        let seq = self.next_seq;
-        self.next_seq += 1;
         let mut request = match args {
             Value::Object(map) => map,
             _ => serde_json::Map::new(),
         };
         request.insert("op".into(), json!(op));
-        request.insert("seq".into(), json!(seq));
-        let mut line = Value::Object(request).to_string();
-        line.push('\n');
-        let io = |source| ClientError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        self.writer.write_all(line.as_bytes()).map_err(io)?;
-        let mut reply = String::new();
-        let n = self
-            .reader
-            .read_line(&mut reply)
-            .map_err(|source| ClientError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
-        if n == 0 || !reply.ends_with('\n') {
-            return Err(ClientError::Io {
-                path: self.path.clone(),
-                source: io::Error::new(
-                    ErrorKind::UnexpectedEof,
-                    "the daemon closed the connection (is it shutting down?)",
-                ),
-            });
+        let mut answer = None;
+        self.pipeline([Value::Object(request)], 1, |_, reply| {
+            answer = Some(reply);
+            Ok::<(), ClientError>(())
+        })?;
+        answer.unwrap_or_else(|| Err(self.protocol("no reply")))
+    }
+
+    /// Sends `requests` in order, keeping at most `window` unanswered, and hands each
+    /// reply to `on_reply` with the request's index. After the first `Err` from
+    /// `on_reply` nothing more is sent; the replies already due are still read (and
+    /// handed over), then that first error is returned.
+    ///
+    /// The window bounds what is in flight, so neither side's socket buffer fills while
+    /// the other waits on it.
+    pub fn pipeline<E: From<ClientError>>(
+        &mut self,
+        requests: impl IntoIterator<Item = Value>,
+        window: usize,
+        mut on_reply: impl FnMut(usize, Result<Value, ClientError>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let window = window.max(1);
+        let mut requests = requests.into_iter();
+        let (mut sent, mut answered) = (0usize, 0usize);
+        let mut first_error = None;
+        let first_seq = self.next_seq;
+        loop {
+            while first_error.is_none() && sent - answered < window {
+                let Some(mut request) = requests.next() else {
+                    break;
+                };
+                if let Value::Object(fields) = &mut request {
+                    fields.insert("seq".into(), json!(self.next_seq));
+                }
+                self.next_seq += 1;
+                self.send(&request)?;
+                sent += 1;
+            }
+            self.writer.flush().map_err(|e| self.io(e))?;
+            if answered == sent {
+                break;
+            }
+            let reply = self.receive(first_seq + answered as u64)?;
+            if let Err(e) = on_reply(answered, reply) {
+                first_error.get_or_insert(e);
+            }
+            answered += 1;
         }
-        let protocol = |reason: String| ClientError::Protocol {
-            path: self.path.clone(),
-            reason,
-        };
-        let reply: Value =
-            serde_json::from_str(&reply).map_err(|e| protocol(format!("not JSON: {e}")))?;
-        if reply["seq"] != json!(seq) {
-            return Err(protocol("the reply does not echo the request's seq".into()));
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn send(&mut self, request: &Value) -> Result<(), ClientError> {
+        let mut line = serde_json::to_vec(request)
+            .map_err(|e| self.protocol(&format!("cannot encode a request: {e}")))?;
+        line.push(b'\n');
+        self.writer.write_all(&line).map_err(|e| self.io(e))
+    }
+
+    /// Reads one reply line: `Ok(result)`, `Err(Daemon)`, or a connection failure as
+    /// the outer error (nothing more will come on this connection).
+    fn receive(&mut self, seq: u64) -> Result<Result<Value, ClientError>, ClientError> {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).map_err(|e| self.io(e))?;
+        if n == 0 || !line.ends_with('\n') {
+            return Err(self.io(io::Error::new(
+                ErrorKind::UnexpectedEof,
+                "the daemon closed the connection (is it shutting down?)",
+            )));
         }
-        match reply["ok"].as_bool() {
-            Some(true) => Ok(reply["result"].clone()),
-            Some(false) => {
+        let mut reply: Value =
+            serde_json::from_str(&line).map_err(|e| self.protocol(&format!("not JSON: {e}")))?;
+        // Replies come in request order; `seq` is a check. A request the daemon could
+        // not read (`too_large`) is refused with a null `seq`: it is still this one.
+        let unread = reply["seq"].is_null() && reply["ok"] == json!(false);
+        if reply["seq"] != json!(seq) && !unread {
+            return Err(self.protocol("the reply does not echo the request's seq"));
+        }
+        match reply["ok"] {
+            Value::Bool(true) => Ok(Ok(take(&mut reply, "result"))),
+            Value::Bool(false) => {
                 let error = &reply["error"];
-                Err(ClientError::Daemon {
+                Ok(Err(ClientError::Daemon {
                     code: error["code"].as_str().unwrap_or("unknown").to_owned(),
                     message: error["message"].as_str().unwrap_or("").to_owned(),
                     retry_at: error["retry_at"].as_i64(),
-                })
+                }))
             }
-            None => Err(protocol("no boolean `ok`".into())),
+            _ => Err(self.protocol("no boolean `ok`")),
         }
     }
+
+    fn protocol(&self, reason: &str) -> ClientError {
+        ClientError::Protocol {
+            path: self.path.clone(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn io(&self, source: std::io::Error) -> ClientError {
+        ClientError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+/// Hands every stored token to `each`, paging through `get_tokens` `page` at a time.
+/// Paging visits every token that exists throughout exactly once, even while others
+/// are saved or deleted (docs/protocol.md).
+pub fn for_each_token<E: From<ClientError>>(
+    client: &mut Client,
+    page: u32,
+    mut each: impl FnMut(Token) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut after: Option<String> = None;
+    loop {
+        let mut result = client.call("get_tokens", json!({"limit": page, "after": after}))?;
+        let Value::Array(tokens) = take(&mut result, "tokens") else {
+            return Err(client.protocol("`get_tokens` without `tokens`").into());
+        };
+        for t in tokens {
+            let token = crate::protocol::token(t).map_err(|e| {
+                client.protocol(&format!("a stored token is unreadable: {}", e.message))
+            })?;
+            each(token)?;
+        }
+        match take(&mut result, "next") {
+            Value::String(next) => after = Some(next),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Takes `key` out of a reply object; `Null` when absent or when the reply is no object
+/// (which indexing with `[]` would panic on).
+fn take(v: &mut Value, key: &str) -> Value {
+    v.get_mut(key).map(Value::take).unwrap_or(Value::Null)
 }

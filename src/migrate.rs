@@ -6,7 +6,7 @@
 //! pairs, or an error naming the file, the line and the problem, and never a value (most
 //! fields are secrets). Every record is checked before anything is sent, so a malformed
 //! file imports nothing. The import itself (`import.rs`) and the export (`export.rs`)
-//! talk to the running daemon over its socket (`client.rs`) like any other client: the
+//! talk to the running daemon over its socket (`crate::client`) like any other client: the
 //! daemon's own rules (matching, one token per user, kept ids) apply to what comes in,
 //! and the daemon stays the only writer of its database.
 
@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 
 use crate::model::Token;
 
-mod client;
 mod csv_in;
 mod export;
 mod import;
@@ -23,7 +22,6 @@ mod plan;
 mod progress;
 mod sqlite_in;
 
-pub use client::Client;
 pub use export::{export, ExportError, FileStoreWriter};
 pub use import::{import, ImportError, Report};
 pub use progress::Progress;

@@ -40,7 +40,7 @@ pub struct ExportArgs {
 /// what differs from what the daemon stores.
 pub fn import(socket: &Path, args: ImportArgs, as_json: bool) -> anyhow::Result<String> {
     let records = migrate::read(args.format, &args.file).context("nothing was imported")?;
-    let mut client = migrate::Client::connect(socket)?;
+    let mut client = tokend::client::Client::connect(socket)?;
     let report = migrate::import(&mut client, &args.file, args.format, records, args.dry_run)?;
     if as_json {
         return Ok(json(&json!({
@@ -75,7 +75,7 @@ pub fn import(socket: &Path, args: ImportArgs, as_json: bool) -> anyhow::Result<
 /// Writes every stored token to a new FileStore CSV.
 pub fn export(socket: &Path, args: ExportArgs, as_json: bool) -> anyhow::Result<String> {
     let ExportFormat::Filestore = args.format;
-    let mut client = migrate::Client::connect(socket)?;
+    let mut client = tokend::client::Client::connect(socket)?;
     let written = migrate::export(&mut client, &args.file, args.force)?;
     if as_json {
         return Ok(json(&json!({"file": args.file, "exported": written})));

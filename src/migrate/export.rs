@@ -12,9 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::client::{for_each_token, Client};
 use super::fields::Field;
-use crate::client::ClientError;
+use crate::client::{for_each_token, Client, ClientError};
 use crate::model::Token;
 
 /// Writes tokens as the SDK's FileStore CSV: its header (`redirect_uri`, ten columns),
@@ -83,7 +82,7 @@ pub fn export(client: &mut Client, path: &Path, force: bool) -> Result<u64, Expo
             path: path.to_owned(),
         });
     }
-    let total = client.call(json!({"op": "ping"}))?["tokens"]
+    let total = client.call("ping", json!({}))?["tokens"]
         .as_u64()
         .unwrap_or_default();
     let mut progress = super::Progress::new("exporting", total);

@@ -13,11 +13,10 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use super::client::Client;
 use super::fields::Field;
 use super::plan::{plan, Action, Index, KEYS};
 use super::{At, Format, Problems, ReadError, Record};
-use crate::client::ClientError;
+use crate::client::{for_each_token, Client, ClientError};
 use crate::model::Token;
 
 /// Saves in flight at once: enough to keep the daemon's group commit busy.
@@ -162,7 +161,7 @@ fn snapshot(client: &mut Client, records: &[Record]) -> Result<Index, ClientErro
         .flat_map(|(_, t)| KEYS.iter().filter_map(|f| f.get(t)))
         .collect();
     let mut index = Index::default();
-    super::client::for_each_token(client, PAGE, |t| {
+    for_each_token(client, PAGE, |t| {
         if KEYS
             .iter()
             .any(|f| f.get(&t).is_some_and(|v| wanted.contains(v)))
