@@ -413,6 +413,40 @@ fn sighup_applies_policies_refresh_tuning_and_log_level_without_a_restart() {
 }
 
 #[test]
+fn sighup_carries_cleanup_dry_run_to_the_cleanup_actor() {
+    let config = |dry_run: bool| {
+        format!(
+            "[refresh]\nenabled = false\n[cleanup]\nexpired_unrefreshable_grace = \"1h\"\ndry_run = {dry_run}\n"
+        )
+    };
+    let mut daemon = Daemon::prepare(&config(false), &[]);
+    let mut notify = NotifySocket::bind(daemon.dir());
+    daemon.set_env("NOTIFY_SOCKET", notify.path());
+    daemon.launch();
+    let mut c = daemon.client();
+    c.save(unrefreshable());
+    let find = json!({"op": "find_token", "token": {"user_name": "unrefreshable@example.com"}});
+
+    // A `cleanup` without `dry_run` follows the configuration, as reloaded.
+    write_config(&daemon, &config(true));
+    reload(&daemon, &mut notify);
+    let pass = c.ok(json!({"op": "cleanup"}));
+    assert_eq!(pass["dry_run"], true, "{pass}");
+    assert_eq!(pass["removed"].as_array().unwrap().len(), 1, "{pass}");
+    assert!(
+        c.ok(find.clone())["token"].is_object(),
+        "a dry run removed it"
+    );
+
+    write_config(&daemon, &config(false));
+    reload(&daemon, &mut notify);
+    let pass = c.ok(json!({"op": "cleanup"}));
+    assert_eq!(pass["dry_run"], false, "{pass}");
+    assert!(c.ok(find)["token"].is_null(), "the real pass kept it");
+    assert!(daemon.stop().success());
+}
+
+#[test]
 fn sighup_with_a_broken_file_keeps_the_running_configuration_and_says_why() {
     let policy =
         |grace: &str| format!("{NO_REFRESH}[cleanup]\nexpired_unrefreshable_grace = \"{grace}\"\n");
