@@ -174,11 +174,7 @@ const SAVE_VARIANTS: &[(&str, &str, bool)] = &[
         true,
     ),
     ("every column set, no savepoints", UPDATE_ALL, false),
-    (
-        "changed columns set, savepoint each (as the daemon)",
-        UPDATE_CHANGED,
-        true,
-    ),
+    ("changed columns set, savepoint each", UPDATE_CHANGED, true),
     ("changed columns set, no savepoints", UPDATE_CHANGED, false),
 ];
 

@@ -33,7 +33,7 @@ pub const LIFETIME_MS: i64 = 24 * 3600 * 1000;
 
 /// The `tokens` columns the preload fills, as `src/db.rs` declares them. The preload
 /// refuses to run when the table has others (the schema moved on: update this list).
-const COLUMNS: [&str; 18] = [
+const COLUMNS: [&str; 19] = [
     "id",
     "user_name",
     "client_id",
@@ -52,6 +52,7 @@ const COLUMNS: [&str; 18] = [
     "last_error",
     "next_refresh_at",
     "version",
+    "access_hash",
 ];
 /// Generated from `id`; SQLite fills it.
 const GENERATED: &[&str] = &["page_key"];
@@ -173,13 +174,15 @@ pub fn preload(db: &Path, n: u64, now: i64) -> anyhow::Result<Duration> {
         for i in 0..n {
             let (client_id, client_secret) = &clients[(i % N_CLIENTS) as usize];
             let expiry = now + LIFETIME_MS + (i % 3600) as i64 * 1000;
+            let access = text(|o| write_access_token(o, i, 0));
+            let hash = tokend::db::access_hash(&access);
             insert.execute(params![
                 token_id(i).to_string(),
                 text(|o| write_user_name(o, i)),
                 client_id,
                 client_secret,
                 text(|o| write_refresh_token(o, i)),
-                text(|o| write_access_token(o, i, 0)),
+                access,
                 None::<String>, // grant_token: single-use, gone once exchanged
                 expiry.to_string(),
                 REDIRECT_URL,
@@ -192,6 +195,7 @@ pub fn preload(db: &Path, n: u64, now: i64) -> anyhow::Result<Duration> {
                 None::<String>, // last_error
                 None::<i64>,    // next_refresh_at
                 0,              // version: what a first save stores
+                hash,           // access_hash, as the daemon writes it
             ])?;
         }
     }

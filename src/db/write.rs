@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use rusqlite::{params, Connection};
 
-use super::{find, find_by_id, COLUMNS};
+use super::{access_hash, find, find_by_id, COLUMNS};
 use crate::error::StoreError;
 use crate::model::{Meta, StoredToken, Token, TokenState};
 
@@ -230,11 +230,14 @@ fn next_id(tx: &Connection) -> Result<String, StoreError> {
 
 fn insert(tx: &Connection, t: &StoredToken) -> Result<(), StoreError> {
     let sql = format!(
-        "INSERT INTO tokens ({COLUMNS}) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+        "INSERT INTO tokens ({COLUMNS}, access_hash) VALUES \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
     );
+    let hash = t.token.access_token.as_deref().map(access_hash);
+    let mut values = row_params(t).to_vec();
+    values.push(&hash);
     tx.prepare_cached(&sql)?
-        .execute(row_params(t).as_slice())
+        .execute(values.as_slice())
         .map_err(conflict)?;
     Ok(())
 }
@@ -257,6 +260,12 @@ fn update(tx: &Connection, before: &StoredToken, t: &mut StoredToken) -> Result<
             // `name` is one of our own column names; every value is bound.
             let _ = write!(sql, "{name} = ?{}", values.len());
         }
+    }
+    // The access token's index entry is its hash (`access_hash`): it moves with it.
+    let hash = t.token.access_token.as_deref().map(access_hash);
+    if before.token.access_token != t.token.access_token {
+        values.push(&hash);
+        let _ = write!(sql, ", access_hash = ?{}", values.len());
     }
     sql.push_str(" WHERE id = ?1");
     // The version always changes, so the SET list is never empty.
