@@ -8,7 +8,8 @@
 //! asks while one runs (the schedule, `access_token`, `refresh`) waits for that one. The
 //! attempt itself (`attempt.rs`) reads the token fresh, spends the rate budget, calls
 //! the provider and records the result through the store, which refuses the write if a
-//! client changed or deleted the token meanwhile.
+//! client changed or deleted the token meanwhile. The messages it answers, each with its
+//! handler, are in `requests.rs`.
 
 mod attempt;
 mod requests;
