@@ -45,8 +45,6 @@ pub const DEFAULT_EXPIRED_UNREFRESHABLE_GRACE: Option<Duration> =
 pub const DEFAULT_LAST_USED_FLUSH: Duration = Duration::from_secs(60);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
-const SOCKET_NAME: &str = "tokend.sock";
-const DB_NAME: &str = "tokens.db";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -298,73 +296,6 @@ impl Config {
     }
 }
 
-/// The keys, among those that differ between the running configuration and a reloaded
-/// one, that only a restart can change: the socket and the database are open, the log
-/// format is set up, the store flushes on its start-time schedule. A reload that changes
-/// any of them applies nothing (`service.rs`). Everything else (`[refresh]`, the rest of
-/// `[cleanup]`, `log.level`) a reload applies.
-///
-/// The structs are taken apart field by field so that a new field does not compile
-/// until it is sorted into "restart only" or "reloadable" here.
-pub fn restart_only_changes(running: &Config, reloaded: &Config) -> Vec<&'static str> {
-    // `[refresh]` is reloadable whole (the refresher takes a new provider client too).
-    let Config {
-        socket: _,
-        store: _,
-        refresh: _,
-        cleanup: _,
-        log: _,
-        source: _,
-    } = running;
-    let SocketConfig {
-        path,
-        group,
-        max_request_bytes,
-        max_connections,
-        shutdown_timeout,
-    } = &running.socket;
-    let StoreConfig {
-        path: db_path,
-        busy_timeout,
-    } = &running.store;
-    let LogConfig { level: _, format } = &running.log;
-    let CleanupConfig {
-        last_used_flush,
-        enabled: _,
-        schedule: _,
-        dry_run: _,
-        action: _,
-        policies: _,
-    } = &running.cleanup;
-    let (s, d) = (&reloaded.socket, &reloaded.store);
-    [
-        ("socket.path", *path != s.path),
-        ("socket.group", *group != s.group),
-        (
-            "socket.max_request_bytes",
-            *max_request_bytes != s.max_request_bytes,
-        ),
-        (
-            "socket.max_connections",
-            *max_connections != s.max_connections,
-        ),
-        (
-            "socket.shutdown_timeout",
-            *shutdown_timeout != s.shutdown_timeout,
-        ),
-        ("store.path", *db_path != d.path),
-        ("store.busy_timeout", *busy_timeout != d.busy_timeout),
-        ("log.format", *format != reloaded.log.format),
-        (
-            "cleanup.last_used_flush",
-            *last_used_flush != reloaded.cleanup.last_used_flush,
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(key, changed)| changed.then_some(key))
-    .collect()
-}
-
 fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
@@ -380,43 +311,16 @@ fn non_empty(path: Option<PathBuf>, key: &'static str) -> Result<Option<PathBuf>
     }
 }
 
-/// `$RUNTIME_DIRECTORY/tokend.sock` under systemd, else `$XDG_RUNTIME_DIR/tokend/tokend.sock`,
-/// else `/tmp/tokend-<uid>/tokend.sock` (a private directory, as ssh-agent does).
-pub fn default_socket_path(env: &HashMap<String, String>) -> PathBuf {
-    let var = |k: &str| env.get(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(dir) = var("RUNTIME_DIRECTORY") {
-        return first_dir(&dir).join(SOCKET_NAME);
-    }
-    if let Some(dir) = var("XDG_RUNTIME_DIR") {
-        return dir.join("tokend").join(SOCKET_NAME);
-    }
-    PathBuf::from(format!("/tmp/tokend-{}", nix::unistd::getuid())).join(SOCKET_NAME)
-}
-
-/// `$STATE_DIRECTORY/tokens.db` under systemd, else `$XDG_STATE_HOME/tokend/tokens.db`,
-/// else `~/.local/state/tokend/tokens.db`.
-pub fn default_db_path(env: &HashMap<String, String>) -> PathBuf {
-    let var = |k: &str| env.get(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(dir) = var("STATE_DIRECTORY") {
-        return first_dir(&dir).join(DB_NAME);
-    }
-    let state_home = var("XDG_STATE_HOME")
-        .or_else(|| var("HOME").map(|h| h.join(".local/state")))
-        .unwrap_or_else(|| PathBuf::from("/var/lib"));
-    state_home.join("tokend").join(DB_NAME)
-}
-
-/// systemd passes a colon-separated list when a unit names several directories.
-fn first_dir(list: &Path) -> PathBuf {
-    let s = list.to_string_lossy();
-    PathBuf::from(s.split(':').next().unwrap_or_default())
-}
-
 mod cleanup;
+mod paths;
 mod refresh;
+mod reload;
 
 use cleanup::{validate_cleanup, RawCleanup};
 use refresh::{validate_refresh, RawRefresh};
+
+pub use paths::{default_db_path, default_socket_path};
+pub use reload::restart_only_changes;
 
 #[cfg(test)]
 mod tests;
