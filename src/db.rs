@@ -1,7 +1,8 @@
-//! The SQLite database behind the store actor: schema, migrations and every query.
+//! The SQLite database behind the store actor: opening it and every query (the schema
+//! and its migrations are in `db/schema.rs`, writes in `db/write.rs`, the cleanup's scan
+//! in `db/scan.rs`).
 //!
-//! Only `store.rs` uses this module, so the store actor's thread is the only place SQL
-//! runs. Every value is bound as a parameter; no value is ever formatted into SQL.
+//! Only the store actor uses this module, so its thread is the only place SQL runs. Every value is bound as a parameter; no value is ever formatted into SQL.
 //! Writes come in batches (`apply_batch`): one transaction and one fsync for all the
 //! saves that arrived together, each in its own savepoint so one bad save does not undo
 //! the others.
@@ -13,59 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::error::StoreError;
 use crate::model::{Lookup, Meta, StoredToken, Token, TokenState};
-
-/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-/// Append only: a released migration is never edited.
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE tokens (
-    id              TEXT PRIMARY KEY NOT NULL,
-    user_name       TEXT,
-    client_id       TEXT,
-    client_secret   TEXT,
-    refresh_token   TEXT,
-    access_token    TEXT,
-    grant_token     TEXT,
-    expiry_time     TEXT,
-    redirect_url    TEXT,
-    api_domain      TEXT,
-    created_at      INTEGER NOT NULL,
-    updated_at      INTEGER NOT NULL,
-    last_used_at    INTEGER,
-    state           TEXT NOT NULL DEFAULT 'active',
-    failures        INTEGER NOT NULL DEFAULT 0,
-    last_error      TEXT,
-    next_refresh_at INTEGER,
-    version         INTEGER NOT NULL DEFAULT 0,
-    -- Paging order: shorter ids first, so generated ids page as numbers ("9" before "10").
-    page_key        TEXT GENERATED ALWAYS AS (printf('%010d', length(id)) || id) VIRTUAL
-) STRICT;
--- One row per user: the database itself refuses a duplicate.
-CREATE UNIQUE INDEX tokens_user_name ON tokens(user_name) WHERE user_name IS NOT NULL;
-CREATE INDEX tokens_access_token ON tokens(access_token) WHERE access_token IS NOT NULL;
-CREATE INDEX tokens_refresh_token ON tokens(refresh_token) WHERE refresh_token IS NOT NULL;
-CREATE INDEX tokens_grant_token ON tokens(grant_token) WHERE grant_token IS NOT NULL;
-CREATE INDEX tokens_page_key ON tokens(page_key);
-CREATE INDEX tokens_next_refresh ON tokens(next_refresh_at) WHERE next_refresh_at IS NOT NULL;
--- The next generated id. Only grows, so an id is never handed out twice, even after
--- its token is deleted (unlike max(id)+1).
-CREATE TABLE id_counter (next INTEGER NOT NULL);
-INSERT INTO id_counter (next) VALUES (1);
-"#,
-    r#"
--- v2: the access-token index holds an 8-byte hash of the token instead of the token.
--- Every save after a refresh moves a token in this index; with entries a sixth of the
--- size, a commit of many saves dirties far fewer pages (the store bench: 53 -> 31 us per
--- save without the index at all). `access_hash` is written by tokend (`access_hash()`),
--- never by SQL, and filled for existing rows by `migrate`.
-ALTER TABLE tokens ADD COLUMN access_hash INTEGER;
-DROP INDEX tokens_access_token;
-CREATE INDEX tokens_access_hash ON tokens(access_hash) WHERE access_hash IS NOT NULL;
-"#,
-];
-
-/// The migration (0-based) after which `fill_access_hashes` runs.
-const ACCESS_HASH_MIGRATION: usize = 1;
+use schema::migrate;
 
 /// The paging key of the id `?1`, or '' (before every key) when `?1` is NULL. Written as
 /// one range on `page_key` so SQLite walks its index; an `?1 IS NULL OR ...` condition
@@ -243,46 +192,6 @@ impl Db {
     }
 }
 
-fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let done: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (n, sql) in MIGRATIONS.iter().enumerate().skip(done) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        if n == ACCESS_HASH_MIGRATION {
-            fill_access_hashes(&tx)?;
-        }
-        // PRAGMA takes no parameters; `n` is our own loop counter, not a value from outside.
-        tx.execute_batch(&format!("PRAGMA user_version = {}", n + 1))?;
-        tx.commit()?;
-        tracing::info!(version = n + 1, "database schema migrated");
-    }
-    Ok(())
-}
-
-/// The stored, indexed stand-in for an access token: FNV-1a, 64 bits, as an SQLite
-/// integer. Persisted, so it must never change: not `std`'s hasher, whose output may
-/// change between Rust releases. Lookups compare the token itself too, so a collision
-/// costs a row read, never a wrong answer.
-pub fn access_hash(token: &str) -> i64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in token.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h as i64
-}
-
-fn fill_access_hashes(tx: &Connection) -> rusqlite::Result<()> {
-    let rows: Vec<(i64, String)> = tx
-        .prepare("SELECT rowid, access_token FROM tokens WHERE access_token IS NOT NULL")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    let mut set = tx.prepare("UPDATE tokens SET access_hash = ?2 WHERE rowid = ?1")?;
-    for (rowid, token) in rows {
-        set.execute(params![rowid, access_hash(&token)])?;
-    }
-    Ok(())
-}
-
 /// Creates `dir` (and parents) readable only by the daemon's user: the database holds
 /// refresh tokens.
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -367,9 +276,11 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<StoredToken> {
 }
 
 mod scan;
+mod schema;
 mod write;
 
 pub use scan::Ended;
+pub use schema::access_hash;
 pub use write::{Outcome, RefreshUpdate, Write};
 
 #[cfg(test)]
