@@ -10,7 +10,7 @@ seconds=${2:-3}
 here=$(dirname "$0")
 for store in kaizen filestore; do
   for op in find_by_id find_by_user find_by_refresh save; do
-    for clients in 1 16; do
+    for clients in 1 16 64; do
       python3 "$here/run.py" --store "$store" --op "$op" --tokens "$tokens" \
         --seconds "$seconds" --clients "$clients" --json
     done
