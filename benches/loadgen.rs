@@ -41,7 +41,7 @@ struct Args {
     /// save_token, access_token, mix
     #[arg(long, default_value = "find_token_by_id", value_delimiter = ',')]
     op: Vec<String>,
-    /// Client counts, comma-separated; one connection (and thread) per client
+    /// Client counts, comma-separated; one connection per client, all driven by one thread
     #[arg(long, default_value = "1", value_delimiter = ',')]
     clients: Vec<usize>,
     /// Requests in flight per connection (at most 128, the daemon's per-connection cap)
@@ -69,10 +69,10 @@ struct Args {
     /// cross-core wake-ups; run the generator itself under `taskset -c 0` to match
     #[arg(long, value_name = "LIST")]
     daemon_cpus: Option<String>,
-    /// Confine the client threads to these CPUs (`taskset -c` list): an experiment
+    /// Confine the load thread to these CPUs (`taskset -c` list): an experiment
     #[arg(long, value_name = "LIST")]
     client_cpus: Option<String>,
-    /// Confine the echo server's threads to these CPUs (`taskset -c` list): an experiment
+    /// Confine the echo server's thread to these CPUs (`taskset -c` list): an experiment
     #[arg(long, value_name = "LIST")]
     echo_cpus: Option<String>,
     /// Record the daemon with `perf record` during each run, into FILE.<op>.<clients>
@@ -109,7 +109,7 @@ fn bench(args: Args) -> anyhow::Result<()> {
     if !(1..=128).contains(&args.pipeline) {
         bail!("--pipeline must be from 1 to 128");
     }
-    // Lives as long as the process: the client threads hold it.
+    // Lives as long as the process: each run's load thread holds it.
     let client_cpus: Option<&'static str> = args.client_cpus.clone().map(|c| &*c.leak());
     let mut builder = tempfile::Builder::new();
     builder.prefix("tokend-bench-");

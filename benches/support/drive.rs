@@ -6,9 +6,9 @@
 //! generator's core switching between themselves, and a thread blocked in `recv` on a
 //! Unix socket is woken not only by data but also whenever the server reads (the
 //! socket's write-space wake-up has no event filter for a blocked reader), an extra
-//! wake-up and cross-CPU interrupt per request that the server pays for. An epoll
-//! waiter (as tokend's own front, and any client using `poll` or a timeout) is woken
-//! only for what it asked.
+//! wake-up and cross-CPU interrupt per request that the server pays for (a read timeout,
+//! `SO_RCVTIMEO`, does not help: the thread still blocks in `recv`). An epoll or `poll`
+//! waiter (as tokend's own front) is woken only for the events it asked for.
 //!
 //! A request's latency is the time from the write that carried it to the read that
 //! returned its reply (replies come in request order, so the oldest request in flight is
@@ -108,7 +108,8 @@ pub struct Spec {
     pub warmup: Duration,
     pub seconds: Duration,
     pub seed: u64,
-    /// Confine the client threads to these CPUs (`taskset -c` list): an experiment.
+    /// Confine the load thread (all clients) to these CPUs (`taskset -c` list): an
+    /// experiment.
     pub client_cpus: Option<&'static str>,
 }
 
