@@ -87,7 +87,7 @@ impl Db {
     }
 
     /// Opens a read transaction unless one is open; true if it opened one. The reads
-    /// until `end_read` share it: one snapshot, and one transaction's setup for all.
+    /// until the next write share it: one transaction's setup for all of them.
     pub fn begin_read(&mut self) -> Result<bool, StoreError> {
         if self.reading {
             return Ok(false);
@@ -97,8 +97,8 @@ impl Db {
         Ok(true)
     }
 
-    /// Closes the read transaction, if one is open. Writes call it first.
-    pub fn end_read(&mut self) {
+    /// Closes the read transaction, if one is open. Every write calls it first.
+    fn end_read(&mut self) {
         if std::mem::take(&mut self.reading) {
             // A read-only transaction has nothing to lose: if COMMIT fails, ROLLBACK.
             if self.conn.execute_batch("COMMIT").is_err() {

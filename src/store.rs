@@ -4,9 +4,10 @@
 //! a find is a few microseconds of SQLite, while handing it to another thread and back
 //! costs two thread wake-ups, several times that (benches/README.md measures both).
 //!
-//! Reads are answered at once. Reads that arrive together share one read transaction:
-//! the first opens it and the actor closes it (`EndRead`) once its mailbox is drained,
-//! because opening and closing a transaction costs more than the lookup itself. Writes
+//! Reads are answered at once, and share one read transaction that stays open until the
+//! next write, because opening and closing a transaction costs more than the lookup
+//! itself. (Its snapshot cannot go stale: the file is locked to this one connection, and
+//! every write closes the read first.) Writes
 //! are queued and committed together once the runtime has run every task that was ready
 //! (`after_this_turn`): every save that arrived while the previous commit was waiting on
 //! fsync goes into the next transaction. Each caller is answered only after its own write is durable. A read
@@ -67,22 +68,6 @@ fn after_this_turn(ctx: &mut Context<StoreActor>, then: fn(&mut StoreActor)) {
     ctx.spawn(fut::wrap_future(tokio::task::yield_now()).map(move |(), act, _| then(act)));
 }
 
-/// Close the read transaction the reads of this mailbox drain shared. Sent by the actor
-/// to itself: handled once the messages already in the mailbox are. (Waiting a turn of
-/// the runtime, as a commit does, would gather more reads per transaction, but the
-/// extra turn costs more than the transactions it saves: measured with `loadgen`.)
-#[derive(Message)]
-#[rtype(result = "()")]
-struct EndRead;
-
-impl Handler<EndRead> for StoreActor {
-    type Result = ();
-
-    fn handle(&mut self, _: EndRead, _: &mut Self::Context) {
-        self.db.end_read();
-    }
-}
-
 type Reply = oneshot::Sender<Result<Outcome, StoreError>>;
 
 pub struct StoreActor {
@@ -132,12 +117,10 @@ impl StoreActor {
         (addr, on_closed)
     }
 
-    /// Makes the reads of this mailbox drain share one read transaction.
-    fn reading(&mut self, ctx: &mut Context<Self>) -> Result<&Db, StoreError> {
+    /// Commits what is queued, then makes the read share the open read transaction.
+    fn reading(&mut self) -> Result<&Db, StoreError> {
         self.flush();
-        if self.db.begin_read()? {
-            ctx.notify(EndRead);
-        }
+        self.db.begin_read()?;
         Ok(&self.db)
     }
 

@@ -1,6 +1,6 @@
 //! The store's reads: each message with its handler. Every one first commits the writes
-//! queued before it (read-your-writes), and the lookups share the drain's read
-//! transaction (`StoreActor::reading`).
+//! queued before it (read-your-writes), and the lookups share one read transaction
+//! (`StoreActor::reading`).
 
 use actix::prelude::*;
 
@@ -23,8 +23,8 @@ pub struct Find {
 impl Handler<Find> for StoreActor {
     type Result = Result<Option<StoredToken>, StoreError>;
 
-    fn handle(&mut self, msg: Find, ctx: &mut Self::Context) -> Self::Result {
-        let found = self.reading(ctx)?.find(&msg.token)?;
+    fn handle(&mut self, msg: Find, _: &mut Self::Context) -> Self::Result {
+        let found = self.reading()?.find(&msg.token)?;
         self.touch(&found, msg.touch);
         Ok(found)
     }
@@ -40,8 +40,8 @@ pub struct FindById {
 impl Handler<FindById> for StoreActor {
     type Result = Result<Option<StoredToken>, StoreError>;
 
-    fn handle(&mut self, msg: FindById, ctx: &mut Self::Context) -> Self::Result {
-        let found = self.reading(ctx)?.find_by_id(&msg.id)?;
+    fn handle(&mut self, msg: FindById, _: &mut Self::Context) -> Self::Result {
+        let found = self.reading()?.find_by_id(&msg.id)?;
         self.touch(&found, msg.touch);
         Ok(found)
     }
