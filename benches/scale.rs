@@ -26,7 +26,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -131,6 +131,9 @@ struct Summary {
     rss_ready: u64,
     rss_after_load: u64,
     cleanup_dry_run_s: Option<f64>,
+    /// The slowest of the finds another client made while the pass ran, and how many.
+    cleanup_worst_find: Duration,
+    cleanup_finds: u64,
     refresh_ready_s: f64,
     refresh_scheduled_s: f64,
     refresh_rss: u64,
@@ -194,9 +197,29 @@ fn scale(args: &Args) -> anyhow::Result<()> {
     }
     s.rss_after_load = daemon.memory()?.0;
     let started = Instant::now();
-    let cleanup = daemon.request(r#"{"op":"cleanup","dry_run":true}"#)?;
+    // Meanwhile another client keeps finding a token: how long the pass holds it up.
+    let stop = AtomicBool::new(false);
+    let (cleanup, probe) = std::thread::scope(|scope| {
+        let probe = scope.spawn(|| {
+            let (mut worst, mut n) = (Duration::ZERO, 0);
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                daemon.request(r#"{"op":"find_token_by_id","token_id":"1"}"#)?;
+                (worst, n) = (worst.max(t.elapsed()), n + 1);
+            }
+            anyhow::Ok((worst, n))
+        });
+        let cleanup = daemon.request(r#"{"op":"cleanup","dry_run":true}"#);
+        stop.store(true, Ordering::Relaxed);
+        (cleanup, probe.join())
+    });
+    let cleanup = cleanup?;
+    (s.cleanup_worst_find, s.cleanup_finds) =
+        probe.map_err(|_| anyhow::anyhow!("the probe thread panicked"))??;
     if cleanup["ok"] == true {
         s.cleanup_dry_run_s = Some(started.elapsed().as_secs_f64());
+        let removable = cleanup["result"]["removed"].as_array().map_or(0, Vec::len);
+        eprintln!("# the dry-run cleanup would remove {removable} sessions");
     } else {
         eprintln!("# dry-run cleanup refused: {cleanup}");
     }
@@ -285,7 +308,7 @@ fn print_summary(s: &Summary, json: bool) {
              \"schedule_heap_bytes_per_token\": {:.1}, \"schedule_rss_bytes_per_token\": {:.1}, \
              \"reschedule_ns_per_token\": {:.0}, \"preload_s\": {:.2}, \"ready_s\": {:.3}, \
              \"ready_cpu_s\": {:.2}, \"rss_ready_mb\": {:.1}, \"rss_after_load_mb\": {:.1}, \
-             \"cleanup_dry_run_s\": {}, \"refresh_ready_s\": {:.3}, \"refresh_scheduled_s\": {:.3}, \
+             \"cleanup_dry_run_s\": {}, \"cleanup_worst_find_ms\": {:.1}, \"refresh_ready_s\": {:.3}, \"refresh_scheduled_s\": {:.3}, \
              \"refresh_rss_mb\": {:.1}, \"refresh_rss_bytes_per_token\": {:.1}}}",
             s.tokens,
             s.schedule_build_s,
@@ -299,6 +322,7 @@ fn print_summary(s: &Summary, json: bool) {
             mb(s.rss_after_load),
             s.cleanup_dry_run_s
                 .map_or("null".to_owned(), |v| format!("{v:.3}")),
+            s.cleanup_worst_find.as_secs_f64() * 1e3,
             s.refresh_ready_s,
             s.refresh_scheduled_s,
             mb(s.refresh_rss),
@@ -339,6 +363,11 @@ fn print_summary(s: &Summary, json: bool) {
     );
     if let Some(c) = s.cleanup_dry_run_s {
         println!("dry-run cleanup over every token         {c:.3} s");
+        println!(
+            "a find during that pass, slowest of {:>5}  {:.1} ms",
+            s.cleanup_finds,
+            s.cleanup_worst_find.as_secs_f64() * 1e3
+        );
     }
     println!(
         "daemon, refresher on: ready             {:.3} s, all scheduled at {:.3} s, VmRSS {:.1} MB ({:+.1} B per token over refresher off)",

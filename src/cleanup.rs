@@ -2,9 +2,9 @@
 //! client asks (`cleanup` operation), with a dry run and an audit line per session.
 //!
 //! The cron job only sends this actor a `RunCleanup`; passes run one at a time. The store
-//! judges the sessions while it scans (with the uses it has not flushed yet), and
-//! deletes each one only if it was not changed or used since: a session that came back
-//! to life during the pass is kept. Each deletion reaches the refresher through the
+//! judges the sessions while it scans, a page at a time (with the uses it has not
+//! flushed yet), and deletes each one only if it was not changed or used since: a
+//! session that came back to life during the pass is kept. Each deletion reaches the refresher through the
 //! store's change feed, which cancels the token's deadline.
 
 use actix::prelude::*;
@@ -158,25 +158,47 @@ impl Handler<Shutdown> for CleanupActor {
     }
 }
 
+/// Tokens judged per message to the store. The store shares its thread with every
+/// connection, so one message for a whole pass held every client up for as long as the
+/// scan took (0.7 s at 1M tokens); a page of 2,000 takes 2–8 ms.
+const SCAN_PAGE: u32 = 2_000;
+
 async fn run_pass(
     store: Addr<StoreActor>,
     oauth: OAuthClient,
     cfg: CleanupConfig,
     dry_run: bool,
 ) -> Result<Vec<Removal>, StoreError> {
-    let ended = ask(store.send(store::EndedSessions(cfg.policies.clone()))).await?;
     let mut removed = Vec::new();
-    for session in ended {
-        if dry_run {
-            audit(&session, true);
-        } else if !end(&store, &oauth, cfg.action, &session).await? {
-            continue;
+    let mut after = None;
+    loop {
+        let (ended, next) = ask(store.send(store::EndedSessions {
+            policies: cfg.policies.clone(),
+            after,
+            limit: SCAN_PAGE,
+        }))
+        .await?;
+        for session in ended {
+            if dry_run {
+                audit(&session, true);
+            } else if !end(&store, &oauth, cfg.action, &session).await? {
+                continue;
+            }
+            removed.push(Removal {
+                token_id: session.id,
+                user_name: session.user_name,
+                policy: session.policy,
+            });
         }
-        removed.push(Removal {
-            token_id: session.id,
-            user_name: session.user_name,
-            policy: session.policy,
-        });
+        match next {
+            Some(cursor) => after = Some(cursor),
+            None => break,
+        }
+        // Every task here shares one thread, and tokio looks for socket events only
+        // every 61 task polls while some task is ready. Asking for the next page at
+        // once kept a task ready for the whole pass, so a client's request sat unread
+        // for ~60 pages (~0.2 s at 1M tokens). `yield_now` waits for that look first.
+        tokio::task::yield_now().await;
     }
     if !removed.is_empty() || dry_run {
         tracing::info!(sessions = removed.len(), dry_run, "cleanup pass done");

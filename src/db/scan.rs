@@ -54,21 +54,29 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Every session the policies end at `now`. `unflushed` gives last uses not yet on
-    /// disk. Rows are judged while SQLite reads them, so only the ended ones are kept.
+    /// The sessions the policies end at `now` among up to `limit` tokens after the
+    /// cursor `after`, and the cursor for the next page (`None` after the last).
+    /// `unflushed` gives last uses not yet on disk. Rows are judged while SQLite reads
+    /// them, so only the ended ones are kept. The cursor is the rowid: rowid order is the
+    /// table's own order, so each page is a plain range of the table.
     pub fn ended_sessions(
         &self,
         policies: &Policies,
         now: i64,
         unflushed: &dyn Fn(&str) -> Option<i64>,
-    ) -> Result<Vec<Ended>, StoreError> {
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<Ended>, Option<i64>), StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, user_name, client_id, created_at, last_used_at, updated_at, state, \
-                    expiry_time, refresh_token IS NOT NULL, version FROM tokens",
+                    expiry_time, refresh_token IS NOT NULL, version, rowid FROM tokens \
+             WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
         )?;
-        let mut rows = stmt.query([])?;
-        let mut ended = Vec::new();
+        let mut rows = stmt.query(params![after.unwrap_or(i64::MIN), limit])?;
+        let (mut ended, mut scanned, mut last) = (Vec::new(), 0, None);
         while let Some(r) = rows.next()? {
+            scanned += 1;
+            last = Some(r.get::<_, i64>(10)?);
             let id: String = r.get(0)?;
             let client_id: Option<String> = r.get(2)?;
             let last_used_at = r.get::<_, Option<i64>>(4)?.max(unflushed(&id));
@@ -95,7 +103,12 @@ impl Db {
                 });
             }
         }
-        Ok(ended)
+        let next = if scanned == limit && limit > 0 {
+            last
+        } else {
+            None
+        };
+        Ok((ended, next))
     }
 
     /// How many tokens are in each state.

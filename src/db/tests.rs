@@ -310,3 +310,49 @@ fn lookups_by_key_use_an_index() {
         "paging: {plan}"
     );
 }
+
+#[test]
+fn the_cleanup_scan_pages_through_every_token_once() {
+    let (_dir, mut db) = open();
+    let ids: Vec<String> = (0..5)
+        .map(|n| {
+            let saved = save(&mut db, user(&format!("u{n}"), &format!("r{n}"))).unwrap();
+            saved.id().to_owned()
+        })
+        .collect();
+    let policies = crate::policy::Policies {
+        default: crate::policy::Limits {
+            idle_timeout: Some(Duration::from_secs(1)),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    // Saved at 1000; judged at 11000: idle unless used since 10000 (tokens 0, 2, 4 were).
+    let recent = |id: &str| (id == ids[0] || id == ids[2] || id == ids[4]).then_some(10_500);
+    let (mut ended, mut after, mut pages) = (Vec::new(), None, 0);
+    loop {
+        let (page, next) = db
+            .ended_sessions(&policies, 11_000, &recent, after, 2)
+            .unwrap();
+        pages += 1;
+        ended.extend(page.into_iter().map(|e| e.id));
+        if pages == 1 {
+            // A token removed mid-pass: the cursor carries on past it.
+            db.apply_batch(&[Write::Delete(ids[2].clone())], 1000)
+                .unwrap();
+        }
+        match next {
+            Some(cursor) => after = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(
+        pages, 3,
+        "two full pages (the deleted token skipped), then an empty last page"
+    );
+    assert_eq!(ended, vec![ids[1].clone(), ids[3].clone()]);
+    let (whole, next) = db
+        .ended_sessions(&policies, 11_000, &recent, None, 100)
+        .unwrap();
+    assert_eq!((whole.len(), next), (2, None));
+}

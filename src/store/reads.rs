@@ -107,18 +107,28 @@ impl Handler<SchedulePage> for StoreActor {
     }
 }
 
-/// The sessions the policies end now, judged with every use so far, flushed or not.
+/// The sessions the policies end now among one page of tokens (`Db::ended_sessions`),
+/// judged with every use so far, flushed or not; and the cursor for the next page.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<Ended>, StoreError>")]
-pub struct EndedSessions(pub Policies);
+#[rtype(result = "Result<(Vec<Ended>, Option<i64>), StoreError>")]
+pub struct EndedSessions {
+    pub policies: Policies,
+    pub after: Option<i64>,
+    pub limit: u32,
+}
 
 impl Handler<EndedSessions> for StoreActor {
-    type Result = Result<Vec<Ended>, StoreError>;
+    type Result = Result<(Vec<Ended>, Option<i64>), StoreError>;
 
     fn handle(&mut self, msg: EndedSessions, _: &mut Self::Context) -> Self::Result {
         self.flush();
         let uses = &self.uses;
-        self.db
-            .ended_sessions(&msg.0, self.clock.now_ms(), &|id| uses.get(id).copied())
+        self.db.ended_sessions(
+            &msg.policies,
+            self.clock.now_ms(),
+            &|id| uses.get(id).copied(),
+            msg.after,
+            msg.limit,
+        )
     }
 }
