@@ -211,7 +211,19 @@ impl RefresherActor {
         self.arm(ctx);
     }
 
-    /// Loads every schedulable token's deadline from the store, a page at a time.
+    /// Loads every schedulable token's deadline from the store: sized first by the
+    /// token count (SQLite counts from its smallest index, where counting only the
+    /// schedulable ones would read every row while clients wait), then a page at a time.
+    fn load_all(&mut self, ctx: &mut Context<Self>) {
+        let count = self.deps.store.send(store::Count);
+        ctx.wait(count.into_actor(self).map(|count, act, ctx| {
+            if let Ok(Ok(n)) = count {
+                act.deadlines.reserve(usize::try_from(n).unwrap_or(0));
+            }
+            act.load(None, ctx);
+        }));
+    }
+
     fn load(&mut self, after: Option<String>, ctx: &mut Context<Self>) {
         let page = self.deps.store.send(store::SchedulePage {
             after,
@@ -251,7 +263,7 @@ impl Actor for RefresherActor {
             .do_send(store::Subscribe(ctx.address().recipient()));
         ctx.add_stream(self.deps.clock.changes());
         if self.deps.cfg().enabled {
-            self.load(None, ctx);
+            self.load_all(ctx);
         }
     }
 }
