@@ -127,22 +127,19 @@ impl Db {
     pub fn list(
         &self,
         after: Option<&str>,
-        limit: Option<u32>,
+        limit: u32,
     ) -> Result<(Vec<StoredToken>, Option<String>), StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM tokens WHERE page_key > {AFTER} ORDER BY page_key LIMIT ?2"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        // SQLite treats a negative LIMIT as no limit.
-        let limit_sql = limit.map_or(-1, i64::from);
         let tokens = stmt
-            .query_map(params![after, limit_sql], read_row)?
+            .query_map(params![after, limit], read_row)?
             .collect::<Result<Vec<_>, _>>()?;
-        let next = match limit {
-            Some(n) if tokens.len() == n as usize && n > 0 => {
-                tokens.last().map(|t| t.id().to_owned())
-            }
-            _ => None,
+        let next = if tokens.len() == limit as usize && limit > 0 {
+            tokens.last().map(|t| t.id().to_owned())
+        } else {
+            None
         };
         Ok((tokens, next))
     }

@@ -19,6 +19,12 @@ use crate::refresher::RefreshError;
 /// The protocol version `ping` reports; bumped on an incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// The most tokens one `get_tokens` reply carries (~0.6 MB of JSON); a larger or absent
+/// `limit` gets this many and the cursor to go on. One reply of every token blocked every
+/// other client while it was read and encoded, and held it all in memory at once: at 1M
+/// tokens, seconds and hundreds of MB.
+pub const MAX_PAGE: u32 = 1000;
+
 /// A parsed request. Each variant's JSON is shown on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -31,10 +37,8 @@ pub enum Request {
     /// `{"op": "delete_token", "token_id": "1"}` → `{"deleted": bool}`
     DeleteToken { token_id: String },
     /// `{"op": "get_tokens", "limit"?: 100, "after"?: "41"}` → `{"tokens": [T], "next": id | null}`
-    GetTokens {
-        limit: Option<u32>,
-        after: Option<String>,
-    },
+    /// `limit` is at most `MAX_PAGE`, which is also what an absent one means.
+    GetTokens { limit: u32, after: Option<String> },
     /// `{"op": "delete_tokens"}` → `{"deleted": n}`
     DeleteTokens,
     /// `{"op": "ping"}` → `{"version": "0.1.0", "protocol": 1, "tokens": n}`

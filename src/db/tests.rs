@@ -249,7 +249,7 @@ fn paging_is_numeric_for_generated_ids_and_visits_each_once() {
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let (page, next) = db.list(after.as_deref(), Some(10)).unwrap();
+        let (page, next) = db.list(after.as_deref(), 10).unwrap();
         seen.extend(page.iter().map(|t| t.id().to_owned()));
         match next {
             Some(n) => after = Some(n),
@@ -260,7 +260,7 @@ fn paging_is_numeric_for_generated_ids_and_visits_each_once() {
     assert_eq!(seen, expected);
     // A cursor whose token was deleted meanwhile still continues from its place.
     db.apply_batch(&[Write::Delete("10".into())], 0).unwrap();
-    let (page, _) = db.list(Some("10"), Some(1)).unwrap();
+    let (page, _) = db.list(Some("10"), 1).unwrap();
     assert_eq!(page[0].id(), "11");
 }
 

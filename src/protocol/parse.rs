@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Request, TokenKey, WireError};
+use super::{Request, TokenKey, WireError, MAX_PAGE};
 use crate::model::Token;
 
 /// Parses one request line. The `seq` is returned even when the rest is bad, so the
@@ -47,7 +47,8 @@ fn request(mut args: Map<String, Value>) -> Result<Request, WireError> {
                 .map(|n| {
                     n.ok_or_else(|| bad("`limit` must be a whole number from 0 to 4294967295"))
                 })
-                .transpose()?,
+                .transpose()?
+                .map_or(MAX_PAGE, |n| n.min(MAX_PAGE)),
             after: optional(&mut args, "after")
                 .map(|v| string(v, "after"))
                 .transpose()?,

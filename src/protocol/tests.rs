@@ -24,16 +24,27 @@ fn every_op_parses_with_its_arguments() {
             .1
             .unwrap(),
         Request::GetTokens {
-            limit: Some(5),
+            limit: 5,
             after: Some("3".into())
         }
     );
     assert_eq!(
         parsed(json!({"op": "get_tokens"})).1.unwrap(),
         Request::GetTokens {
-            limit: None,
+            limit: MAX_PAGE,
             after: None
-        }
+        },
+        "no `limit` is a page of the most one reply carries"
+    );
+    assert_eq!(
+        parsed(json!({"op": "get_tokens", "limit": MAX_PAGE + 1}))
+            .1
+            .unwrap(),
+        Request::GetTokens {
+            limit: MAX_PAGE,
+            after: None
+        },
+        "a larger `limit` is clamped, not refused"
     );
     assert_eq!(
         parsed(json!({"op": "delete_tokens"})).1.unwrap(),

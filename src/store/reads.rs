@@ -52,7 +52,7 @@ impl Handler<FindById> for StoreActor {
 #[rtype(result = "Result<(Vec<StoredToken>, Option<String>), StoreError>")]
 pub struct List {
     pub after: Option<String>,
-    pub limit: Option<u32>,
+    pub limit: u32,
 }
 
 impl Handler<List> for StoreActor {

@@ -494,18 +494,18 @@ impl Client {
             .expect("`deleted` is a bool")
     }
 
-    /// Every stored token, from one unlimited `get_tokens`.
+    /// Every stored token, following `get_tokens`' cursor from page to page.
     pub fn all(&mut self) -> Vec<Value> {
-        let result = self.ok(json!({"op": "get_tokens"}));
-        assert_eq!(
-            result["next"],
-            Value::Null,
-            "an unlimited page is the last: {result}"
-        );
-        result["tokens"]
-            .as_array()
-            .expect("`tokens` is an array")
-            .clone()
+        let (mut all, mut after) = (Vec::new(), Value::Null);
+        loop {
+            let result = self.ok(json!({"op": "get_tokens", "after": after}));
+            let page = result["tokens"].as_array().expect("`tokens` is an array");
+            all.extend(page.iter().cloned());
+            match &result["next"] {
+                Value::Null => return all,
+                next => after = next.clone(),
+            }
+        }
     }
 
     /// Every stored token's ten fields, sorted by id: what "the stored data" means when a

@@ -1,5 +1,7 @@
 //! Every operation of protocol v1, with the reply shapes `docs/protocol.md` documents.
 
+use std::io::Write;
+
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_has, fields, id_of, token, Daemon, FIELDS};
@@ -99,7 +101,7 @@ fn delete_token_says_whether_the_token_existed() {
 }
 
 #[test]
-fn get_tokens_without_arguments_returns_every_token() {
+fn get_tokens_without_arguments_returns_a_small_store_whole() {
     let daemon = Daemon::start();
     let mut c = daemon.client();
     let empty = c.ok(json!({"op": "get_tokens"}));
@@ -110,6 +112,36 @@ fn get_tokens_without_arguments_returns_every_token() {
     for t in c.all() {
         assert!(t["meta"].is_object(), "listed tokens carry meta: {t}");
     }
+}
+
+#[test]
+fn one_get_tokens_reply_carries_at_most_a_thousand_tokens() {
+    let daemon = Daemon::start();
+    let mut c = daemon.client();
+    // Written from another thread while this one reads the replies, so neither side's
+    // socket buffer has to hold all of them.
+    let mut writer = c.writer_clone();
+    let sender = std::thread::spawn(move || {
+        for n in 0..1001 {
+            let save = json!({"op": "save_token", "token": token("cap", n)});
+            writeln!(writer, "{save}").unwrap();
+        }
+    });
+    for _ in 0..1001 {
+        let reply = c.read_reply();
+        assert_eq!(reply["ok"], true, "{reply}");
+    }
+    sender.join().unwrap();
+    for limit in [Value::Null, json!(5000)] {
+        let first = c.ok(json!({"op": "get_tokens", "limit": limit}));
+        let page = first["tokens"].as_array().unwrap();
+        assert_eq!(page.len(), 1000, "limit {limit}");
+        assert_eq!(first["next"], json!(id_of(&page[999])), "limit {limit}");
+        let rest = c.ok(json!({"op": "get_tokens", "limit": limit, "after": first["next"]}));
+        assert_eq!(rest["tokens"].as_array().unwrap().len(), 1, "limit {limit}");
+        assert_eq!(rest["next"], Value::Null, "limit {limit}: {rest}");
+    }
+    assert_eq!(c.all().len(), 1001);
 }
 
 #[test]
