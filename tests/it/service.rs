@@ -15,6 +15,7 @@ use std::sync::Arc;
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
+use crate::fake_zoho::FakeZoho;
 use crate::helpers::{check_reply_shape, token, Client, Daemon, NO_REFRESH, READ_TIMEOUT};
 use crate::inproc::eventually;
 
@@ -443,6 +444,47 @@ fn sighup_carries_cleanup_dry_run_to_the_cleanup_actor() {
     let pass = c.ok(json!({"op": "cleanup"}));
     assert_eq!(pass["dry_run"], false, "{pass}");
     assert!(c.ok(find)["token"].is_null(), "the real pass kept it");
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn sighup_with_new_provider_endpoints_reaches_the_cleanup_actors_revoke() {
+    let revoker = || {
+        FakeZoho::start(|path, _, _| {
+            assert_eq!(path, "/oauth/v2/token/revoke");
+            (200, json!({"status": "success"}).to_string())
+        })
+    };
+    let (old, new) = (revoker(), revoker());
+    // Every session ends 1 ms after its save: the reload takes longer than that.
+    let config = |accounts: &str| {
+        format!(
+            "[refresh]\nenabled = false\naccounts_url = \"{accounts}\"\n\
+             [cleanup]\nenabled = false\naction = \"revoke_and_delete\"\nmax_session_age = \"1ms\"\n"
+        )
+    };
+    let mut daemon = Daemon::prepare(&config(&old.url), &[]);
+    let mut notify = NotifySocket::bind(daemon.dir());
+    daemon.set_env("NOTIFY_SOCKET", notify.path());
+    daemon.launch();
+    let mut c = daemon.client();
+    c.save(
+        json!({"user_name": "revoked@example.com", "client_id": "1000.app",
+        "client_secret": "SECRET-cs", "refresh_token": "SECRET-rt-revoked"}),
+    );
+
+    write_config(&daemon, &config(&new.url));
+    let ready = reload(&daemon, &mut notify);
+    assert!(!ready.contains("failed"), "{ready:?}");
+    let pass = c.ok(json!({"op": "cleanup", "dry_run": false}));
+    assert_eq!(pass["removed"].as_array().unwrap().len(), 1, "{pass}");
+    assert_eq!(
+        old.count(),
+        0,
+        "revoked at the endpoint the reload replaced"
+    );
+    assert_eq!(new.count(), 1);
+    assert_eq!(new.requests()[0].1["token"], "SECRET-rt-revoked");
     assert!(daemon.stop().success());
 }
 
