@@ -4,8 +4,8 @@
 //! The cron job only sends this actor a `RunCleanup`; passes run one at a time. The store
 //! judges the sessions while it scans, a page at a time (with the uses it has not
 //! flushed yet), and deletes each one only if it was not changed or used since: a
-//! session that came back to life during the pass is kept. Each deletion reaches the refresher through the
-//! store's change feed, which cancels the token's deadline.
+//! session that came back to life during the pass is kept. Each deletion reaches the
+//! refresher through the store's change feed, which cancels the token's deadline.
 
 use actix::prelude::*;
 use serde::Serialize;

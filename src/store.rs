@@ -61,9 +61,9 @@ pub struct Changed(pub Outcome);
 
 /// Runs `then` once every task the runtime can run now has run: the connections woken
 /// by the same wake-up as the one that sent the first request have queued theirs too.
-/// That is what batches the saves that arrived together into one commit. (A message to self would run as soon as this
-/// mailbox is empty, which, with the connections on the same thread, is before most of
-/// them have been polled.)
+/// That is what batches the saves that arrived together into one commit. (A message to
+/// self would run as soon as this mailbox is empty, which, with the connections on the
+/// same thread, is before most of them have been polled.)
 fn after_this_turn(ctx: &mut Context<StoreActor>, then: fn(&mut StoreActor)) {
     ctx.spawn(fut::wrap_future(tokio::task::yield_now()).map(move |(), act, _| then(act)));
 }
