@@ -131,12 +131,45 @@ struct Summary {
     rss_ready: u64,
     rss_after_load: u64,
     cleanup_dry_run_s: Option<f64>,
-    /// The slowest of the finds another client made while the pass ran, and how many.
-    cleanup_worst_find: Duration,
-    cleanup_finds: u64,
+    cleanup_probe: Probe,
     refresh_ready_s: f64,
     refresh_scheduled_s: f64,
+    /// Finds by another client while the refresher loaded its schedule.
+    schedule_load_probe: Probe,
     refresh_rss: u64,
+}
+
+/// The slowest of the finds another client made while some work ran, and how many.
+#[derive(Debug, Default, Clone, Copy)]
+struct Probe {
+    worst: Duration,
+    finds: u64,
+}
+
+/// Runs `work` while another client keeps finding a token: how long the work holds the
+/// daemon's other clients up.
+fn probed<T>(daemon: &Daemon, work: impl FnOnce() -> T) -> anyhow::Result<(T, Probe)> {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let probe = scope.spawn(|| {
+            let mut p = Probe::default();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                daemon.request(r#"{"op":"find_token_by_id","token_id":"1"}"#)?;
+                p = Probe {
+                    worst: p.worst.max(t.elapsed()),
+                    finds: p.finds + 1,
+                };
+            }
+            anyhow::Ok(p)
+        });
+        let out = work();
+        stop.store(true, Ordering::Relaxed);
+        let p = probe
+            .join()
+            .map_err(|_| anyhow::anyhow!("the probe thread panicked"))??;
+        Ok((out, p))
+    })
 }
 
 fn scale(args: &Args) -> anyhow::Result<()> {
@@ -197,25 +230,11 @@ fn scale(args: &Args) -> anyhow::Result<()> {
     }
     s.rss_after_load = daemon.memory()?.0;
     let started = Instant::now();
-    // Meanwhile another client keeps finding a token: how long the pass holds it up.
-    let stop = AtomicBool::new(false);
-    let (cleanup, probe) = std::thread::scope(|scope| {
-        let probe = scope.spawn(|| {
-            let (mut worst, mut n) = (Duration::ZERO, 0);
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                daemon.request(r#"{"op":"find_token_by_id","token_id":"1"}"#)?;
-                (worst, n) = (worst.max(t.elapsed()), n + 1);
-            }
-            anyhow::Ok((worst, n))
-        });
-        let cleanup = daemon.request(r#"{"op":"cleanup","dry_run":true}"#);
-        stop.store(true, Ordering::Relaxed);
-        (cleanup, probe.join())
-    });
+    let (cleanup, probe) = probed(&daemon, || {
+        daemon.request(r#"{"op":"cleanup","dry_run":true}"#)
+    })?;
     let cleanup = cleanup?;
-    (s.cleanup_worst_find, s.cleanup_finds) =
-        probe.map_err(|_| anyhow::anyhow!("the probe thread panicked"))??;
+    s.cleanup_probe = probe;
     if cleanup["ok"] == true {
         s.cleanup_dry_run_s = Some(started.elapsed().as_secs_f64());
         let removable = cleanup["result"]["removed"].as_array().map_or(0, Vec::len);
@@ -286,7 +305,9 @@ fn default_refresh_config() -> anyhow::Result<RefreshConfig> {
 fn refresher_in_daemon(dir: &Path, s: &mut Summary) -> anyhow::Result<()> {
     let daemon = Daemon::start(dir, true)?;
     s.refresh_ready_s = daemon.ready_after.as_secs_f64();
-    let (after_ready, status) = daemon.wait_scheduled(s.tokens)?;
+    let (scheduled, probe) = probed(&daemon, || daemon.wait_scheduled(s.tokens))?;
+    let (after_ready, status) = scheduled?;
+    s.schedule_load_probe = probe;
     s.refresh_scheduled_s = s.refresh_ready_s + after_ready.as_secs_f64();
     s.refresh_rss = daemon.memory()?.0;
     let r = &status["result"];
@@ -308,8 +329,8 @@ fn print_summary(s: &Summary, json: bool) {
              \"schedule_heap_bytes_per_token\": {:.1}, \"schedule_rss_bytes_per_token\": {:.1}, \
              \"reschedule_ns_per_token\": {:.0}, \"preload_s\": {:.2}, \"ready_s\": {:.3}, \
              \"ready_cpu_s\": {:.2}, \"rss_ready_mb\": {:.1}, \"rss_after_load_mb\": {:.1}, \
-             \"cleanup_dry_run_s\": {}, \"cleanup_worst_find_ms\": {:.1}, \"refresh_ready_s\": {:.3}, \"refresh_scheduled_s\": {:.3}, \
-             \"refresh_rss_mb\": {:.1}, \"refresh_rss_bytes_per_token\": {:.1}}}",
+             \"cleanup_dry_run_s\": {}, \"cleanup_worst_find_ms\": {:.1}, \"refresh_ready_s\": {:.3}, \
+             \"refresh_scheduled_s\": {:.3}, \"schedule_load_worst_find_ms\": {:.1}, \"refresh_rss_mb\": {:.1}, \"refresh_rss_bytes_per_token\": {:.1}}}",
             s.tokens,
             s.schedule_build_s,
             per_token(s.schedule_heap_bytes as i64),
@@ -322,9 +343,10 @@ fn print_summary(s: &Summary, json: bool) {
             mb(s.rss_after_load),
             s.cleanup_dry_run_s
                 .map_or("null".to_owned(), |v| format!("{v:.3}")),
-            s.cleanup_worst_find.as_secs_f64() * 1e3,
+            s.cleanup_probe.worst.as_secs_f64() * 1e3,
             s.refresh_ready_s,
             s.refresh_scheduled_s,
+            s.schedule_load_probe.worst.as_secs_f64() * 1e3,
             mb(s.refresh_rss),
             per_token(daemon_delta),
         );
@@ -363,11 +385,7 @@ fn print_summary(s: &Summary, json: bool) {
     );
     if let Some(c) = s.cleanup_dry_run_s {
         println!("dry-run cleanup over every token         {c:.3} s");
-        println!(
-            "a find during that pass, slowest of {:>5}  {:.1} ms",
-            s.cleanup_finds,
-            s.cleanup_worst_find.as_secs_f64() * 1e3
-        );
+        print_probe("a find during that pass", s.cleanup_probe);
     }
     println!(
         "daemon, refresher on: ready             {:.3} s, all scheduled at {:.3} s, VmRSS {:.1} MB ({:+.1} B per token over refresher off)",
@@ -375,6 +393,15 @@ fn print_summary(s: &Summary, json: bool) {
         s.refresh_scheduled_s,
         mb(s.refresh_rss),
         per_token(daemon_delta)
+    );
+    print_probe("a find while the schedule loaded", s.schedule_load_probe);
+}
+
+fn print_probe(what: &str, p: Probe) {
+    println!(
+        "{what:<41}{:.1} ms (the slowest of {} finds)",
+        p.worst.as_secs_f64() * 1e3,
+        p.finds
     );
 }
 

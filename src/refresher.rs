@@ -225,10 +225,14 @@ impl RefresherActor {
     }
 
     fn load(&mut self, after: Option<String>, ctx: &mut Context<Self>) {
-        let page = self.deps.store.send(store::SchedulePage {
-            after,
-            limit: LOAD_PAGE,
-        });
+        let store = self.deps.store.clone();
+        let page = async move {
+            if after.is_some() {
+                store::let_clients_in().await;
+            }
+            let limit = LOAD_PAGE;
+            store.send(store::SchedulePage { after, limit }).await
+        };
         ctx.wait(page.into_actor(self).map(|page, act, ctx| {
             let rows = match page {
                 Ok(Ok(rows)) => rows,
