@@ -132,6 +132,8 @@ struct Summary {
     rss_after_load: u64,
     cleanup_dry_run_s: Option<f64>,
     cleanup_probe: Probe,
+    /// One `status` request (token counts by state), on the store's thread.
+    status_s: f64,
     refresh_ready_s: f64,
     refresh_scheduled_s: f64,
     /// Finds by another client while the refresher loaded its schedule.
@@ -242,6 +244,12 @@ fn scale(args: &Args) -> anyhow::Result<()> {
     } else {
         eprintln!("# dry-run cleanup refused: {cleanup}");
     }
+    let started = Instant::now();
+    let status = daemon.request(r#"{"op":"status"}"#)?;
+    s.status_s = started.elapsed().as_secs_f64();
+    if status["ok"] != true {
+        bail!("status failed: {status}");
+    }
     daemon.stop()?;
 
     refresher_in_daemon(dir.path(), &mut s)?;
@@ -329,7 +337,7 @@ fn print_summary(s: &Summary, json: bool) {
              \"schedule_heap_bytes_per_token\": {:.1}, \"schedule_rss_bytes_per_token\": {:.1}, \
              \"reschedule_ns_per_token\": {:.0}, \"preload_s\": {:.2}, \"ready_s\": {:.3}, \
              \"ready_cpu_s\": {:.2}, \"rss_ready_mb\": {:.1}, \"rss_after_load_mb\": {:.1}, \
-             \"cleanup_dry_run_s\": {}, \"cleanup_worst_find_ms\": {:.1}, \"refresh_ready_s\": {:.3}, \
+             \"cleanup_dry_run_s\": {}, \"cleanup_worst_find_ms\": {:.1}, \"status_s\": {:.3}, \"refresh_ready_s\": {:.3}, \
              \"refresh_scheduled_s\": {:.3}, \"schedule_load_worst_find_ms\": {:.1}, \"refresh_rss_mb\": {:.1}, \"refresh_rss_bytes_per_token\": {:.1}}}",
             s.tokens,
             s.schedule_build_s,
@@ -344,6 +352,7 @@ fn print_summary(s: &Summary, json: bool) {
             s.cleanup_dry_run_s
                 .map_or("null".to_owned(), |v| format!("{v:.3}")),
             s.cleanup_probe.worst.as_secs_f64() * 1e3,
+            s.status_s,
             s.refresh_ready_s,
             s.refresh_scheduled_s,
             s.schedule_load_probe.worst.as_secs_f64() * 1e3,
@@ -387,6 +396,10 @@ fn print_summary(s: &Summary, json: bool) {
         println!("dry-run cleanup over every token         {c:.3} s");
         print_probe("a find during that pass", s.cleanup_probe);
     }
+    println!(
+        "status (token counts by state)           {:.1} ms",
+        s.status_s * 1e3
+    );
     println!(
         "daemon, refresher on: ready             {:.3} s, all scheduled at {:.3} s, VmRSS {:.1} MB ({:+.1} B per token over refresher off)",
         s.refresh_ready_s,

@@ -143,12 +143,15 @@ impl Daemon {
 
     /// One request on a connection of its own; the reply line as it came.
     pub fn request_raw(&self, line: &str) -> anyhow::Result<String> {
-        let mut stream = UnixStream::connect(&self.socket)?;
+        let mut stream = UnixStream::connect(&self.socket)
+            .with_context(|| format!("connect to {}", self.socket.display()))?;
         stream.set_read_timeout(Some(DEADLINE))?;
         stream.write_all(line.as_bytes())?;
         stream.write_all(b"\n")?;
         let mut reply = String::new();
-        BufReader::new(stream).read_line(&mut reply)?;
+        BufReader::new(stream)
+            .read_line(&mut reply)
+            .with_context(|| format!("read the reply to {line}"))?;
         Ok(reply)
     }
 
