@@ -6,6 +6,9 @@ use std::time::Duration;
 use rusqlite::params;
 
 use super::{Db, AFTER};
+
+/// Read from the `tokens_state` index alone (`db::tests::lookups_by_key_use_an_index`).
+pub(super) const COUNT_BY_STATE: &str = "SELECT state, count(*) FROM tokens GROUP BY state";
 use crate::error::StoreError;
 use crate::model::TokenState;
 use crate::policy::{verdict, Policies, Policy, Session};
@@ -24,6 +27,19 @@ pub struct Ended {
     pub last_used_at: i64,
 }
 
+/// The index is named: by `state = 'active'` alone SQLite would rather read every active
+/// token from `tokens_state` and sort them, for each page (the schedule load at 1M
+/// tokens never finished), than walk `tokens_page_key` from the cursor.
+pub(super) fn schedule_page_sql() -> String {
+    format!(
+        "SELECT id, CASE WHEN access_token IS NULL THEN NULL ELSE expiry_time END, \
+                updated_at, next_refresh_at FROM tokens INDEXED BY tokens_page_key \
+         WHERE page_key > {AFTER} AND refresh_token IS NOT NULL AND client_id IS NOT NULL \
+           AND client_secret IS NOT NULL AND state = 'active' \
+         ORDER BY page_key LIMIT ?2"
+    )
+}
+
 impl Db {
     /// One page of the tokens the refresher schedules (refreshable and active), in
     /// paging order after `after`. Compact rows, because all of them are loaded at start.
@@ -32,14 +48,7 @@ impl Db {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<(String, ScheduleInput)>, StoreError> {
-        let sql = format!(
-            "SELECT id, CASE WHEN access_token IS NULL THEN NULL ELSE expiry_time END, \
-                    updated_at, next_refresh_at FROM tokens \
-             WHERE page_key > {AFTER} AND refresh_token IS NOT NULL AND client_id IS NOT NULL \
-               AND client_secret IS NOT NULL AND state = 'active' \
-             ORDER BY page_key LIMIT ?2"
-        );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut stmt = self.conn.prepare_cached(&schedule_page_sql())?;
         let rows = stmt.query_map(params![after, limit], |r| {
             let expiry: Option<String> = r.get(1)?;
             Ok((
@@ -113,9 +122,7 @@ impl Db {
 
     /// How many tokens are in each state.
     pub fn count_by_state(&self) -> Result<Vec<(TokenState, u64)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT state, count(*) FROM tokens GROUP BY state")?;
+        let mut stmt = self.conn.prepare_cached(COUNT_BY_STATE)?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?;
         let mut counts = Vec::new();
         for row in rows {

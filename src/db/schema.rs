@@ -50,6 +50,13 @@ ALTER TABLE tokens ADD COLUMN access_hash INTEGER;
 DROP INDEX tokens_access_token;
 CREATE INDEX tokens_access_hash ON tokens(access_hash) WHERE access_hash IS NOT NULL;
 "#,
+    r#"
+-- v3: counting tokens by state (the `status` operation, and systemd's STATUS= line every
+-- 30 s) read every row and sorted them: 0.35 s at 1M tokens, with every client waiting.
+-- From this index the count reads ~10 bytes per token, already in order. A save adds an
+-- entry only for a new token, and moves one only when the state changes.
+CREATE INDEX tokens_state ON tokens(state);
+"#,
 ];
 
 /// The migration (0-based) after which `fill_access_hashes` runs.

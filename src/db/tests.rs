@@ -309,6 +309,24 @@ fn lookups_by_key_use_an_index() {
         plan.contains("INDEX") && plan.contains("page_key>"),
         "paging: {plan}"
     );
+    let plan = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Vec<String> {
+        let mut stmt = db
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
+        let rows = stmt.query_map(params, |r| r.get(3)).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    };
+    assert_eq!(
+        plan(scan::COUNT_BY_STATE, &[]),
+        ["SCAN tokens USING COVERING INDEX tokens_state"],
+        "counting by state reads the index alone, with no sort"
+    );
+    assert_eq!(
+        plan(&scan::schedule_page_sql(), &[&"7", &5]),
+        ["SEARCH tokens USING INDEX tokens_page_key (page_key>?)"],
+        "a schedule page walks the paging index from the cursor, with no sort"
+    );
 }
 
 #[test]
