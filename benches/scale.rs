@@ -139,6 +139,9 @@ struct Summary {
     /// Finds by another client while the refresher loaded its schedule.
     schedule_load_probe: Probe,
     refresh_rss: u64,
+    /// One `delete_tokens` of every token, with the refresher's schedule full.
+    delete_all_s: f64,
+    delete_all_probe: Probe,
 }
 
 /// The slowest of the finds another client made while some work ran, and how many.
@@ -323,6 +326,15 @@ fn refresher_in_daemon(dir: &Path, s: &mut Summary) -> anyhow::Result<()> {
     if r["scheduled"].as_u64() != Some(s.tokens) || r["in_flight"] != 0 || r["refreshed"] != 0 {
         bail!("expected {} scheduled and nothing refreshed: {r}", s.tokens);
     }
+    // Last, because it empties the database.
+    let started = Instant::now();
+    let (deleted, probe) = probed(&daemon, || daemon.request(r#"{"op":"delete_tokens"}"#))?;
+    s.delete_all_s = started.elapsed().as_secs_f64();
+    s.delete_all_probe = probe;
+    let deleted = deleted.context("delete_tokens")?;
+    if deleted["result"]["deleted"].as_u64() != Some(s.tokens) {
+        bail!("delete_tokens: expected {} deleted: {deleted}", s.tokens);
+    }
     daemon.stop()
 }
 
@@ -338,7 +350,8 @@ fn print_summary(s: &Summary, json: bool) {
              \"reschedule_ns_per_token\": {:.0}, \"preload_s\": {:.2}, \"ready_s\": {:.3}, \
              \"ready_cpu_s\": {:.2}, \"rss_ready_mb\": {:.1}, \"rss_after_load_mb\": {:.1}, \
              \"cleanup_dry_run_s\": {}, \"cleanup_worst_find_ms\": {:.1}, \"status_s\": {:.3}, \"refresh_ready_s\": {:.3}, \
-             \"refresh_scheduled_s\": {:.3}, \"schedule_load_worst_find_ms\": {:.1}, \"refresh_rss_mb\": {:.1}, \"refresh_rss_bytes_per_token\": {:.1}}}",
+             \"refresh_scheduled_s\": {:.3}, \"schedule_load_worst_find_ms\": {:.1}, \"refresh_rss_mb\": {:.1}, \"refresh_rss_bytes_per_token\": {:.1}, \
+             \"delete_all_s\": {:.3}, \"delete_all_worst_find_ms\": {:.1}}}",
             s.tokens,
             s.schedule_build_s,
             per_token(s.schedule_heap_bytes as i64),
@@ -358,6 +371,8 @@ fn print_summary(s: &Summary, json: bool) {
             s.schedule_load_probe.worst.as_secs_f64() * 1e3,
             mb(s.refresh_rss),
             per_token(daemon_delta),
+            s.delete_all_s,
+            s.delete_all_probe.worst.as_secs_f64() * 1e3,
         );
         return;
     }
@@ -408,6 +423,11 @@ fn print_summary(s: &Summary, json: bool) {
         per_token(daemon_delta)
     );
     print_probe("a find while the schedule loaded", s.schedule_load_probe);
+    println!(
+        "delete_tokens (every token)              {:.3} s",
+        s.delete_all_s
+    );
+    print_probe("a find during that delete", s.delete_all_probe);
 }
 
 fn print_probe(what: &str, p: Probe) {
