@@ -1,15 +1,17 @@
 //! What the benchmark binaries share: the real daemon as a child process
 //! (`daemon.rs`), the synthetic tokens and the fast preload (`data.rs`), the load
-//! driver with its latency statistics and JSON line (`drive.rs`), and the do-nothing
-//! server that measures the machine's floor (`echo.rs`).
+//! driver (`drive.rs`; `client.rs` is one of its connections, `outcome.rs` what a run
+//! measured), and the do-nothing server that measures the machine's floor (`echo.rs`).
 //!
 //! Each bench binary uses a different part of this, hence `dead_code` allowed where it
 //! is declared.
 
+mod client;
 pub mod daemon;
 pub mod data;
 pub mod drive;
 pub mod echo;
+mod outcome;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
