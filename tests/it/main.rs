@@ -1,5 +1,5 @@
 //! Integration tests for tokend: each starts the real daemon binary on a temp dir and
-//! talks to it over its Unix socket (`helpers.rs`). One file per feature.
+//! talks to it over its Unix socket (`helpers/`). One file per feature.
 
 // Tests unwrap and panic to fail; the crate's clippy lints are meant for library code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
