@@ -17,6 +17,7 @@ mod migrate;
 mod operations;
 mod paging;
 mod refresh;
+mod reload;
 mod robustness;
 mod secrets;
 mod service;

@@ -10,9 +10,11 @@
 //! message instead of hanging the suite. The deadlines are generous upper bounds for a
 //! loaded machine, never expectations about speed.
 //!
-//! `client.rs` is the client; `tokens.rs` makes test tokens and checks replies.
+//! `client.rs` is the client; `tokens.rs` makes test tokens and checks replies;
+//! `notify.rs` stands in for systemd's notify socket.
 
 mod client;
+mod notify;
 mod tokens;
 
 use std::fs::{File, OpenOptions};
@@ -25,6 +27,7 @@ use nix::unistd::Pid;
 use tempfile::TempDir;
 
 pub use client::Client;
+pub use notify::NotifySocket;
 pub use tokens::{assert_has, check_reply_shape, fields, id_of, token, FIELDS};
 
 /// How long a daemon may take to answer its first ping, or to exit after a signal.
