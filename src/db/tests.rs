@@ -168,6 +168,27 @@ fn an_imported_numeric_id_is_never_generated_even_after_its_delete() {
 }
 
 #[test]
+fn a_kept_id_near_the_counters_limit_never_breaks_later_saves() {
+    let (_dir, mut db) = open();
+    let huge = [
+        i64::MAX.to_string(),
+        (i64::MAX - 1).to_string(),
+        "9007199254740993".into(),
+    ];
+    for (n, id) in huge.iter().enumerate() {
+        let mut t = user(&format!("huge{n}"), &format!("rh{n}"));
+        t.id = Some(id.clone());
+        assert_eq!(save(&mut db, t).unwrap().token.id.as_ref(), Some(id));
+    }
+    // Such an id is kept but leaves the counter alone: moving it there would leave no
+    // room to count on, and every later save without an id would fail.
+    for n in 1..=3 {
+        let t = save(&mut db, user(&format!("after{n}"), &format!("ra{n}"))).unwrap();
+        assert_eq!(t.token.id, Some(n.to_string()));
+    }
+}
+
+#[test]
 fn an_unknown_id_with_a_known_user_updates_that_user_instead_of_duplicating() {
     let (_dir, mut db) = open();
     let stored = save(&mut db, user("u", "r1")).unwrap();

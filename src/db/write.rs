@@ -195,11 +195,14 @@ fn save(tx: &Connection, token: Token, now: i64) -> Result<StoredToken, StoreErr
                 None => token.id = Some(next_id(tx)?),
                 // A kept id (an import) that looks like one of ours moves the counter past
                 // it, so it is never handed out again, even after this token is deleted.
+                // Not one past `MOVES_COUNTER_BELOW`: near i64::MAX the counter would have
+                // no room left (SQLite's overflow turns it into a REAL), and every later
+                // save without an id would fail. The counter never reaches such an id.
                 Some(id) => {
                     if let Some(n) = id
                         .parse::<i64>()
                         .ok()
-                        .filter(|n| *n >= 0 && n.to_string() == *id)
+                        .filter(|n| (0..MOVES_COUNTER_BELOW).contains(n) && n.to_string() == *id)
                     {
                         tx.prepare_cached("UPDATE id_counter SET next = max(next, ?1 + 1)")?
                             .execute([n])?;
@@ -220,6 +223,9 @@ fn save(tx: &Connection, token: Token, now: i64) -> Result<StoredToken, StoreErr
         }
     }
 }
+
+/// Kept numeric ids from here up leave the id counter alone (see `save`).
+const MOVES_COUNTER_BELOW: i64 = 1 << 53;
 
 fn next_id(tx: &Connection) -> Result<String, StoreError> {
     let n: i64 = tx
