@@ -14,6 +14,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use crate::config::{CleanupAction, CleanupConfig};
 use crate::db::Ended;
 use crate::error::StoreError;
+use crate::model::StoredToken;
 use crate::oauth::OAuthClient;
 use crate::policy::Policy;
 use crate::store::{self, StoreActor};
@@ -209,18 +210,26 @@ async fn end(
     action: CleanupAction,
     s: &Ended,
 ) -> Result<bool, StoreError> {
+    // Only idle sessions are saved by a use; the other policies end a session whatever
+    // its use.
+    let used_before = match s.policy {
+        Policy::IdleTimeout => s.last_used_at,
+        _ => i64::MAX,
+    };
+    let mut expire = store::Expire {
+        id: s.id.clone(),
+        version: s.version,
+        used_before,
+    };
     if action == CleanupAction::RevokeAndDelete {
-        let current = ask(store.send(store::FindById {
-            id: s.id.clone(),
-            touch: false,
-        }))
-        .await?;
-        let Some(current) = current.filter(|t| t.meta.version == s.version) else {
+        let Some(judged) = ask(store.send(store::StillEnded(expire.clone()))).await? else {
+            tracing::debug!(token_id = %s.id, "session changed or was used since judged; kept");
             return Ok(false);
         };
-        if let Some(refresh_token) = &current.token.refresh_token {
+        let revoked = judged.token.refresh_token;
+        if let Some(refresh_token) = &revoked {
             if let Err(e) = oauth
-                .revoke(refresh_token, current.token.api_domain.as_deref())
+                .revoke(refresh_token, judged.token.api_domain.as_deref())
                 .await
             {
                 tracing::warn!(token_id = %s.id, policy = s.policy.as_str(), error = %e,
@@ -228,14 +237,33 @@ async fn end(
                 return Ok(false);
             }
         }
-        // Revoked: the token is dead at the provider whatever happened since, so it goes.
-        ask(store.send(store::Delete(s.id.clone()))).await?;
-    } else if !ask(store.send(store::Expire(s.clone()))).await? {
+        // The revoke can take seconds. Whatever else changed meanwhile (a refresh, a
+        // use), the revoked credentials are dead and go; but if a save brought new ones
+        // (the user signed in again), the token is someone's live session and stays.
+        let Some(now) = find(store, &s.id).await? else {
+            return Ok(false);
+        };
+        if now.token.refresh_token != revoked {
+            tracing::info!(token_id = %s.id, "new credentials saved during the revoke; kept");
+            return Ok(false);
+        }
+        expire.version = now.meta.version;
+        expire.used_before = i64::MAX;
+    }
+    if !ask(store.send(expire)).await? {
         tracing::debug!(token_id = %s.id, "session changed or was used during cleanup; kept");
         return Ok(false);
     }
     audit(s, false);
     Ok(true)
+}
+
+async fn find(store: &Addr<StoreActor>, id: &str) -> Result<Option<StoredToken>, StoreError> {
+    ask(store.send(store::FindById {
+        id: id.to_owned(),
+        touch: false,
+    }))
+    .await
 }
 
 /// The audit trail: one line per session ended (or that would be), never a secret.

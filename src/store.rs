@@ -220,5 +220,7 @@ impl Actor for StoreActor {
 mod reads;
 mod writes;
 
-pub use reads::{Count, CountByState, EndedSessions, Find, FindById, List, SchedulePage};
+pub use reads::{
+    Count, CountByState, EndedSessions, Find, FindById, List, SchedulePage, StillEnded,
+};
 pub use writes::{ApplyRefresh, Delete, DeleteAll, Expire, Save};

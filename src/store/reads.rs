@@ -47,6 +47,29 @@ impl Handler<FindById> for StoreActor {
     }
 }
 
+/// The token, if `Expire` would still delete it now: at the same version and unused
+/// since (uses in memory included). The cleanup asks before it revokes, which cannot be
+/// taken back, and asks it token by token: a pass may reach a session minutes after
+/// judging it.
+#[derive(Message)]
+#[rtype(result = "Result<Option<StoredToken>, StoreError>")]
+pub struct StillEnded(pub super::Expire);
+
+impl Handler<StillEnded> for StoreActor {
+    type Result = Result<Option<StoredToken>, StoreError>;
+
+    fn handle(&mut self, msg: StillEnded, _: &mut Self::Context) -> Self::Result {
+        let e = msg.0;
+        if self.uses.get(&e.id).is_some_and(|&at| at > e.used_before) {
+            return Ok(None);
+        }
+        let found = self.reading()?.find_by_id(&e.id)?;
+        Ok(found.filter(|t| {
+            t.meta.version == e.version && t.meta.last_used_at.unwrap_or(0) <= e.used_before
+        }))
+    }
+}
+
 /// One page of tokens in paging order, and the cursor for the next page.
 #[derive(Message)]
 #[rtype(result = "Result<(Vec<StoredToken>, Option<String>), StoreError>")]

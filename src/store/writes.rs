@@ -4,7 +4,7 @@
 use actix::prelude::*;
 
 use super::StoreActor;
-use crate::db::{Ended, Outcome, RefreshUpdate, Write};
+use crate::db::{Outcome, RefreshUpdate, Write};
 use crate::error::StoreError;
 use crate::model::{StoredToken, Token};
 
@@ -101,30 +101,34 @@ impl Handler<ApplyRefresh> for StoreActor {
     }
 }
 
-/// Delete an ended session, unless it changed or was used since it was judged; the
-/// reply says whether it was deleted.
-#[derive(Message)]
+/// Delete token `id` only if it is still at `version` and unused since `used_before`
+/// (pass `i64::MAX` to ignore uses); the reply says whether it was deleted. The
+/// cleanup's delete: a session that changed or came back to life since it was judged
+/// is kept.
+#[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<bool, StoreError>")]
-pub struct Expire(pub Ended);
+pub struct Expire {
+    pub id: String,
+    pub version: i64,
+    pub used_before: i64,
+}
 
 impl Handler<Expire> for StoreActor {
     type Result = ResponseFuture<Result<bool, StoreError>>;
 
     fn handle(&mut self, msg: Expire, ctx: &mut Self::Context) -> Self::Result {
-        let ended = msg.0;
-        // A use not yet flushed counts as much as one on disk. Only idle sessions are
-        // saved by a use; the other policies end a session whatever its use.
-        let used_before = match ended.policy {
-            crate::policy::Policy::IdleTimeout => ended.last_used_at,
-            _ => i64::MAX,
-        };
-        if self.uses.get(&ended.id).is_some_and(|&at| at > used_before) {
+        // A use not yet flushed counts as much as one on disk.
+        if self
+            .uses
+            .get(&msg.id)
+            .is_some_and(|&at| at > msg.used_before)
+        {
             return Box::pin(async { Ok(false) });
         }
         let write = Write::Expire {
-            id: ended.id,
-            version: ended.version,
-            used_before,
+            id: msg.id,
+            version: msg.version,
+            used_before: msg.used_before,
         };
         write_reply(self, ctx, write, |o| match o {
             Outcome::Deleted { existed, .. } => Some(existed),

@@ -218,6 +218,74 @@ fn revoke_and_delete_revokes_each_token_once_and_keeps_it_when_revoke_fails() {
 }
 
 #[test]
+fn revoke_and_delete_keeps_a_session_given_new_credentials_while_its_revoke_was_in_the_air() {
+    let zoho = FakeZoho::start(|_, _, _| (200, json!({"status": "success"}).to_string()));
+    zoho.close_gate();
+    let d = InProcess::start(&zoho.url, |c| {
+        configure(
+            c,
+            Limits {
+                idle_timeout: days(1),
+                ..Limits::default()
+            },
+        );
+        c.cleanup.action = CleanupAction::RevokeAndDelete;
+    });
+    let mut c = d.client();
+    c.save(token("again", "app"));
+    c.save(token("used", "app"));
+    advance_to(&d, T0 + 2 * DAY);
+    let socket = d.socket();
+    let cleanup = std::thread::spawn(move || pass(&mut Client::connect(&socket), false));
+    // The pass revokes one session at a time, in the order they were saved.
+    zoho.wait_for_count(1);
+    let mut signed_in_again = token("again", "app");
+    signed_in_again["refresh_token"] = json!("SECRET-rt-again-2");
+    c.save(signed_in_again);
+    zoho.release(1);
+    zoho.wait_for_count(2);
+    // A use does not save a session whose credentials are already revoked.
+    c.find(json!({"user_name": "used"}));
+    zoho.release(1);
+    assert_eq!(cleanup.join().unwrap(), set(&["used"]));
+    assert_eq!(remaining(&mut c), set(&["again"]));
+    assert_eq!(
+        c.find(json!({"user_name": "again"}))["refresh_token"],
+        "SECRET-rt-again-2"
+    );
+}
+
+#[test]
+fn revoke_and_delete_never_revokes_an_idle_session_used_after_the_pass_judged_it() {
+    let zoho = FakeZoho::start(|_, _, _| (200, json!({"status": "success"}).to_string()));
+    zoho.close_gate();
+    let d = InProcess::start(&zoho.url, |c| {
+        configure(
+            c,
+            Limits {
+                idle_timeout: days(1),
+                ..Limits::default()
+            },
+        );
+        c.cleanup.action = CleanupAction::RevokeAndDelete;
+    });
+    let mut c = d.client();
+    c.save(token("first", "app"));
+    c.save(token("back", "app"));
+    advance_to(&d, T0 + 2 * DAY);
+    let socket = d.socket();
+    let cleanup = std::thread::spawn(move || pass(&mut Client::connect(&socket), false));
+    // Both were judged idle; while the first one's revoke is in the air, the other
+    // comes back (the use is in memory only, not yet on disk).
+    zoho.wait_for_count(1);
+    c.find(json!({"user_name": "back"}));
+    zoho.open_gate();
+    assert_eq!(cleanup.join().unwrap(), set(&["first"]));
+    assert_eq!(remaining(&mut c), set(&["back"]));
+    assert_eq!(zoho.count(), 1, "only the first session was revoked");
+}
+
+#[test]
 fn the_cron_schedule_from_config_runs_passes() {
     let d = InProcess::start("http://127.0.0.1:9", |c| {
         configure(
