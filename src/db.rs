@@ -51,6 +51,10 @@ impl Db {
                 reason: e.to_string(),
             })?;
         }
+        keep_private(path).map_err(|e| StoreError::Open {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
         let mut conn = Connection::open(path).map_err(at)?;
         conn.busy_timeout(busy_timeout).map_err(at)?;
         // The store is the database's only user, so it holds the file's lock for good:
@@ -191,6 +195,35 @@ impl Db {
 
 /// Creates `dir` (and parents) readable only by the daemon's user: the database holds
 /// refresh tokens.
+/// Creates the database file 0600 if it is new, and takes group and other access away
+/// from it and its WAL if they have any: they hold every secret, and a file created
+/// under the shell's umask (or restored from a backup) would be readable by everyone.
+/// SQLite creates the WAL with the database file's mode.
+fn keep_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let db = std::fs::File::options()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)?;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = PathBuf::from(wal);
+    let files = [
+        Some((path, db)),
+        std::fs::File::open(&wal).ok().map(|f| (&*wal, f)),
+    ];
+    for (path, file) in files.into_iter().flatten() {
+        let mode = file.metadata()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))?;
+            tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777),
+                "the file was readable by others; its mode is now 0600");
+        }
+    }
+    Ok(())
+}
+
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()

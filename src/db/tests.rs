@@ -49,6 +49,30 @@ fn open_sets_wal_and_full_sync_and_is_idempotent() {
 }
 
 #[test]
+fn the_database_and_its_wal_are_private_to_the_daemons_user_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let (dir, mut db) = open();
+    let path = dir.path().join("sub/tokens.db");
+    save(&mut db, user("u", "r")).unwrap();
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&dir.path().join("sub/tokens.db-wal")), 0o600);
+    drop(db);
+    // A file made readable by others (a copy, a restore from backup) is closed again.
+    let wal = dir.path().join("sub/tokens.db-wal");
+    for p in [&path, &wal] {
+        std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(p)
+            .unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let _db = Db::open(&path, Duration::from_secs(1)).unwrap();
+    assert_eq!((mode(&path), mode(&wal)), (0o600, 0o600));
+}
+
+#[test]
 fn a_second_open_while_the_first_is_open_is_refused_naming_the_file() {
     let (dir, db) = open();
     let path = dir.path().join("sub/tokens.db");
