@@ -2,7 +2,7 @@
 //! (`connection.rs`); at shutdown it stops accepting and waits for replies in flight.
 //!
 //! Binding is careful, as a credential agent's must be: the socket's directory must not
-//! be writable by others, a live daemon on the path is never displaced, a stale socket
+//! be writable by others nor owned by another user, a live daemon on the path is never displaced, a stale socket
 //! file from a killed daemon is replaced, anything else at the path is left alone, and
 //! the socket file is removed on the way out by a guard. A socket passed by systemd
 //! (`adopt`) is used as it is and left in place.
@@ -223,8 +223,8 @@ pub fn socket_path(listener: &std::os::unix::net::UnixListener) -> PathBuf {
 }
 
 /// Creates the socket's directory private to the daemon (group-readable with a socket
-/// group), and refuses an existing one that others could write into: they could swap
-/// the socket for their own and collect every client's tokens.
+/// group), and refuses an existing one that others could write into or that another
+/// user owns: they could swap the socket for their own and collect every client's tokens.
 fn prepare_dir(dir: &Path, gid: Option<u32>) -> Result<(), Error> {
     let fail = |action: &'static str| {
         move |source: io::Error| Error::Socket {
@@ -246,13 +246,22 @@ fn prepare_dir(dir: &Path, gid: Option<u32>) -> Result<(), Error> {
         return Ok(());
     }
     let meta = std::fs::metadata(dir).map_err(fail("inspect the socket directory"))?;
+    let refuse = |why: &str| {
+        Err(fail("use the socket directory")(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{why}; choose a private directory"),
+        )))
+    };
+    // Its owner can replace anything in it, sticky bit or not (say, another user who
+    // made `/tmp/tokend-<uid>` first). Root's own directories, like `/run`, are fine.
+    let owner = meta.uid();
+    if owner != nix::unistd::geteuid().as_raw() && owner != 0 {
+        return refuse("it is owned by another user");
+    }
     let others_write = meta.mode() & 0o022 != 0;
     let sticky = meta.mode() & 0o1000 != 0;
     if others_write && !sticky {
-        return Err(fail("use the socket directory")(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "it is writable by other users; choose a private directory",
-        )));
+        return refuse("it is writable by other users");
     }
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! The daemon's life: clean stops on SIGTERM and SIGINT, restarts that keep every token,
 //! durability of acknowledged saves across SIGKILL, the socket file's permissions, a
-//! stale socket left by a killed daemon, and a second daemon refused on a live socket.
+//! stale socket left by a killed daemon, a second daemon refused on a live socket, and
+//! socket directories others could tamper with refused.
 
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
 
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -240,6 +242,46 @@ fn the_socket_is_0600_in_a_0700_directory_the_daemon_creates() {
         db_dir_mode & 0o077,
         0,
         "database directory mode {db_dir_mode:o}"
+    );
+}
+
+/// Runs a daemon whose socket directory was made by someone else, as `make_dir` leaves
+/// it; it must refuse to start, name the directory and say why, and bind nothing there.
+fn refused_socket_dir(make_dir: impl FnOnce(&Path), why: &str) {
+    let daemon = Daemon::prepare(crate::helpers::NO_REFRESH, &[]);
+    let dir = daemon.socket().parent().unwrap().to_owned();
+    std::fs::create_dir(&dir).unwrap();
+    make_dir(&dir);
+    let (status, stderr) = run_to_exit(daemon.command(), &daemon.dir().join("refused.log"));
+    assert!(!status.success(), "started in {}: {stderr}", dir.display());
+    assert!(stderr.contains(&dir.display().to_string()), "{stderr}");
+    assert!(stderr.contains(why), "{stderr}");
+    assert!(!daemon.socket().exists(), "bound a socket there");
+}
+
+#[test]
+fn a_socket_directory_others_can_write_into_is_refused() {
+    refused_socket_dir(
+        |dir| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap(),
+        "writable by other users",
+    );
+}
+
+#[test]
+fn a_socket_directory_owned_by_another_user_is_refused_even_if_sticky() {
+    // Another user who made `/tmp/tokend-<uid>` first (the fallback path) could replace
+    // the socket, or read what clients send: the sticky bit does not stop a directory's
+    // owner. Making a directory someone else's takes root.
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("skipped: chown to another user needs root");
+        return;
+    }
+    refused_socket_dir(
+        |dir| {
+            std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        },
+        "owned by another user",
     );
 }
 
