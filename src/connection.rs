@@ -4,8 +4,9 @@
 //! Requests are read and sent on to the store without waiting for earlier replies to be
 //! written (a connection that waits for each reply before reading the next request loses
 //! an order of magnitude of pipelined throughput), and replies are written in request
-//! order. At most `MAX_IN_FLIGHT` requests per connection are outstanding: a client that
-//! writes without reading gets backpressure, not unbounded memory.
+//! order. At most `MAX_IN_FLIGHT` requests per connection are outstanding, and at most
+//! one of them a `get_tokens` page: a client that writes without reading gets
+//! backpressure, not unbounded memory.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,6 +29,12 @@ use crate::store::{self, StoreActor};
 /// Requests one connection may have outstanding before it stops reading.
 const MAX_IN_FLIGHT: usize = 128;
 
+/// `get_tokens` pages one connection may have outstanding. A page holds up to 1,000
+/// tokens; `MAX_IN_FLIGHT` of them, pipelined by a client that does not read, would pin
+/// ~100 MB per connection. Paging is sequential anyway (each cursor comes from the page
+/// before), so one is all a client can use.
+const MAX_PAGES_IN_FLIGHT: usize = 1;
+
 /// What the rest of the daemon offers a connection.
 #[derive(Clone)]
 pub struct Services {
@@ -36,7 +43,8 @@ pub struct Services {
     pub cleanup: Addr<CleanupActor>,
 }
 
-type PendingReply = Pin<Box<dyn Future<Output = Vec<u8>>>>;
+/// An encoded reply line, and whether it is a `get_tokens` page.
+type PendingReply = Pin<Box<dyn Future<Output = (Vec<u8>, bool)>>>;
 
 /// Serves one connection until the client hangs up or `shutdown` fires; on shutdown,
 /// requests already read are still answered.
@@ -51,15 +59,18 @@ pub async fn serve(
     let mut out = BufWriter::new(write);
     let mut pending: FuturesOrdered<PendingReply> = FuturesOrdered::new();
     let mut reading = true;
+    let mut pages = 0;
     loop {
         tokio::select! {
             biased;
-            Some(reply) = pending.next(), if !pending.is_empty() => {
+            Some((reply, page)) = pending.next(), if !pending.is_empty() => {
+                pages -= usize::from(page);
                 if out.write_all(&reply).await.is_err() {
                     return;
                 }
                 // Write every reply that is already done, then flush once.
-                while let Some(Some(reply)) = pending.next().now_or_never() {
+                while let Some(Some((reply, page))) = pending.next().now_or_never() {
+                    pages -= usize::from(page);
                     if out.write_all(&reply).await.is_err() {
                         return;
                     }
@@ -68,8 +79,12 @@ pub async fn serve(
                     return;
                 }
             }
-            frame = requests.next(), if reading && pending.len() < MAX_IN_FLIGHT => match frame {
-                Some(Ok(Frame::Line(line))) => pending.push_back(handle(&line, &services)),
+            frame = requests.next(), if reading && pending.len() < MAX_IN_FLIGHT && pages < MAX_PAGES_IN_FLIGHT => match frame {
+                Some(Ok(Frame::Line(line))) => {
+                    let (reply, page) = handle(&line, &services);
+                    pages += usize::from(page);
+                    pending.push_back(reply);
+                }
                 Some(Ok(Frame::TooLong)) => pending.push_back(ready(&Value::Null, Err(WireError::new(
                     Code::TooLarge,
                     format!("request line longer than {max_line} bytes; it was skipped"),
@@ -86,26 +101,29 @@ pub async fn serve(
     let _ = out.shutdown().await;
 }
 
-/// Parses one line and starts its work; the future yields the encoded reply line.
-fn handle(line: &[u8], services: &Services) -> PendingReply {
+/// Parses one line and starts its work; the future yields the encoded reply line. True
+/// for a `get_tokens` page.
+fn handle(line: &[u8], services: &Services) -> (PendingReply, bool) {
     let (seq, request) = protocol::parse(line);
     let request = match request {
         Ok(r) => r,
-        Err(e) => return ready(&seq, Err(e)),
+        Err(e) => return (ready(&seq, Err(e)), false),
     };
+    let page = matches!(request, Request::GetTokens { .. });
     let services = services.clone();
-    Box::pin(async move {
+    let reply = Box::pin(async move {
         let result = dispatch(request, &services).await;
         let mut out = Vec::with_capacity(512);
         protocol::encode(&seq, &result, &mut out);
-        out
-    })
+        (out, page)
+    });
+    (reply, page)
 }
 
 fn ready(seq: &Value, result: Result<Answer, WireError>) -> PendingReply {
     let mut out = Vec::with_capacity(128);
     protocol::encode(seq, &result, &mut out);
-    Box::pin(std::future::ready(out))
+    Box::pin(std::future::ready((out, false)))
 }
 
 /// Every operation, each a hand-off to the actor that does it.

@@ -1,5 +1,6 @@
 //! `get_tokens` paging: `limit` and `after` visit every token exactly once, in id order,
-//! including while other clients save and delete tokens between (or during) pages.
+//! including while other clients save and delete tokens between (or during) pages; and
+//! pages pipelined by a client that does not read cost one page of memory, not all.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -194,4 +195,62 @@ fn after_an_unknown_or_deleted_id_continues_from_its_place() {
     let (page_ids, next) = page(&mut c, 3, Some("99999"));
     assert!(page_ids.is_empty());
     assert_eq!(next, None);
+}
+
+/// The daemon's peak resident memory so far, in bytes.
+fn peak_memory(daemon: &Daemon) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    kb * 1024
+}
+
+#[test]
+fn pages_pipelined_by_a_client_that_does_not_read_are_served_one_at_a_time() {
+    // 1,000 tokens of ~1.5 KB: one full page is ~1.5 MB as JSON, more as tokens.
+    let daemon = Daemon::start();
+    let mut c = daemon.client();
+    let mut writer = c.writer_clone();
+    let saving = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for n in 0..1000 {
+            let mut t = token("big", n);
+            t["redirect_url"] = json!(format!("https://example.com/{n}/{}", "x".repeat(1400)));
+            lines.extend(json!({"op": "save_token", "token": t}).to_string().bytes());
+            lines.push(b'\n');
+        }
+        std::io::Write::write_all(&mut writer, &lines).unwrap();
+    });
+    for _ in 0..1000 {
+        assert!(c.read_line().unwrap().contains(r#""ok":true"#));
+    }
+    saving.join().unwrap();
+    let before = peak_memory(&daemon);
+
+    // 60 pages asked for at once: served together, they would hold ~60 pages in memory
+    // while the client has read none of them.
+    let pages = 60;
+    let mut asking = Vec::new();
+    for seq in 0..pages {
+        asking.extend(json!({"op": "get_tokens", "seq": seq}).to_string().bytes());
+        asking.push(b'\n');
+    }
+    c.send(&asking).unwrap();
+    for seq in 0..pages {
+        let line = c.read_line().unwrap();
+        assert!(
+            line.starts_with(&format!(r#"{{"seq":{seq},"ok":true"#)),
+            "{}",
+            &line[..line.len().min(200)]
+        );
+    }
+    let grew = peak_memory(&daemon).saturating_sub(before);
+    assert!(
+        grew < 40 << 20,
+        "peak memory grew by {} MB while {pages} pages were pipelined",
+        grew >> 20
+    );
 }
