@@ -18,6 +18,10 @@ pub struct LineCodec {
     max: usize,
     /// Skipping the rest of an over-long line until its newline.
     discarding: bool,
+    /// Bytes at the front of the buffer already searched for a newline: each read
+    /// searches only what it added, or a line trickled in byte by byte would be
+    /// rescanned whole on every read.
+    scanned: usize,
 }
 
 impl LineCodec {
@@ -25,6 +29,7 @@ impl LineCodec {
         LineCodec {
             max,
             discarding: false,
+            scanned: 0,
         }
     }
 }
@@ -35,7 +40,15 @@ impl Decoder for LineCodec {
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, std::io::Error> {
         loop {
-            let newline = buf.iter().position(|&b| b == b'\n');
+            let from = self.scanned.min(buf.len());
+            let newline = buf[from..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map(|i| from + i);
+            self.scanned = match newline {
+                Some(_) => 0, // the buffer's front is consumed below
+                None => buf.len(),
+            };
             if self.discarding {
                 match newline {
                     Some(i) => {
@@ -45,6 +58,7 @@ impl Decoder for LineCodec {
                     }
                     None => {
                         buf.clear();
+                        self.scanned = 0;
                         return Ok(None);
                     }
                 }
@@ -60,7 +74,11 @@ impl Decoder for LineCodec {
                     }
                     return Ok(Some(Frame::Line(line)));
                 }
-                None if buf.len() > self.max => self.discarding = true,
+                None if buf.len() > self.max => {
+                    // Discarding clears the buffer: start the next search afresh.
+                    self.discarding = true;
+                    self.scanned = 0;
+                }
                 None => return Ok(None),
             }
         }
@@ -70,6 +88,7 @@ impl Decoder for LineCodec {
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, std::io::Error> {
         let frame = self.decode(buf)?;
         buf.clear();
+        self.scanned = 0;
         Ok(frame)
     }
 }
@@ -126,6 +145,24 @@ mod tests {
         assert_eq!(
             codec.decode(&mut buf).unwrap(),
             Some(Frame::Line(Bytes::from_static(b"next")))
+        );
+    }
+
+    #[test]
+    fn lines_trickling_in_a_byte_at_a_time_are_framed_whole() {
+        let mut codec = LineCodec::new(8);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for &b in b"one\n\ntwo\nwaytoolongline\nthree\n".iter() {
+            buf.extend_from_slice(&[b]);
+            while let Some(f) = codec.decode(&mut buf).unwrap() {
+                out.push(f);
+            }
+        }
+        let line = |s: &'static [u8]| Frame::Line(Bytes::from_static(s));
+        assert_eq!(
+            out,
+            vec![line(b"one"), line(b"two"), Frame::TooLong, line(b"three")]
         );
     }
 
