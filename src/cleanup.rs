@@ -223,7 +223,7 @@ async fn end(
     };
     if action == CleanupAction::RevokeAndDelete {
         let Some(judged) = ask(store.send(store::StillEnded(expire.clone()))).await? else {
-            tracing::debug!(token_id = %s.id, "session changed or was used since judged; kept");
+            tracing::debug!(token_id = %s.id.escape_debug(), "session changed or was used since judged; kept");
             return Ok(false);
         };
         let revoked = judged.token.refresh_token;
@@ -232,7 +232,7 @@ async fn end(
                 .revoke(refresh_token, judged.token.api_domain.as_deref())
                 .await
             {
-                tracing::warn!(token_id = %s.id, policy = s.policy.as_str(), error = %e,
+                tracing::warn!(token_id = %s.id.escape_debug(), policy = s.policy.as_str(), error = %e,
                     "revoke failed; keeping the token for the next cleanup run");
                 return Ok(false);
             }
@@ -244,14 +244,14 @@ async fn end(
             return Ok(false);
         };
         if now.token.refresh_token != revoked {
-            tracing::info!(token_id = %s.id, "new credentials saved during the revoke; kept");
+            tracing::info!(token_id = %s.id.escape_debug(), "new credentials saved during the revoke; kept");
             return Ok(false);
         }
         expire.version = now.meta.version;
         expire.used_before = i64::MAX;
     }
     if !ask(store.send(expire)).await? {
-        tracing::debug!(token_id = %s.id, "session changed or was used during cleanup; kept");
+        tracing::debug!(token_id = %s.id.escape_debug(), "session changed or was used during cleanup; kept");
         return Ok(false);
     }
     audit(s, false);
@@ -267,12 +267,14 @@ async fn find(store: &Addr<StoreActor>, id: &str) -> Result<Option<StoredToken>,
 }
 
 /// The audit trail: one line per session ended (or that would be), never a secret.
+/// Values a client chose are escaped (`escape_debug`), as in every log line: a newline
+/// in a user name must not forge a second audit line.
 fn audit(s: &Ended, dry_run: bool) {
     tracing::info!(
         target: "tokend::audit",
-        token_id = %s.id,
-        user_name = s.user_name.as_deref().unwrap_or(""),
-        client_id = s.client_id.as_deref().unwrap_or(""),
+        token_id = %s.id.escape_debug(),
+        user_name = %s.user_name.as_deref().unwrap_or("").escape_debug(),
+        client_id = %s.client_id.as_deref().unwrap_or("").escape_debug(),
         policy = s.policy.as_str(),
         age_secs = s.age.as_secs(),
         dry_run,

@@ -119,7 +119,9 @@ pub enum OAuthError {
     Transient { reason: String },
     /// No accounts server is known for this api_domain (`(none)` when the token has none):
     /// configure one; retrying cannot help.
-    #[error("no accounts server is known for api_domain {api_domain}; configure an accounts URL")]
+    #[error(
+        "no accounts server is known for api_domain {api_domain:?}; configure an accounts URL"
+    )]
     NoAccountsServer { api_domain: String },
     /// The client could not be built (TLS initialisation, an invalid accounts URL): the
     /// daemon cannot refresh with this configuration.

@@ -123,7 +123,7 @@ pub(super) async fn run(
         .borrow_mut()
         .take(refresh_token, now, &deps.cfg())
     {
-        tracing::warn!(token_id = %id, retry_at, "refresh budget spent; not asking the provider until then");
+        tracing::warn!(token_id = %id.escape_debug(), retry_at, "refresh budget spent; not asking the provider until then");
         return (
             Err(RefreshError::Throttled { retry_at }),
             Latest::RetryAt(retry_at),
@@ -146,7 +146,7 @@ pub(super) async fn run(
     let (update, error) = match response {
         Ok(grant) => {
             let expiry = now + grant.expires_in.as_millis() as i64;
-            tracing::info!(token_id = %id, expiry_time = expiry, rotated = grant.refresh_token.is_some(), "token refreshed");
+            tracing::info!(token_id = %id.escape_debug(), expiry_time = expiry, rotated = grant.refresh_token.is_some(), "token refreshed");
             let update = RefreshUpdate::Succeeded {
                 access_token: grant.access_token,
                 expiry_time: expiry.to_string(),
@@ -189,7 +189,7 @@ fn failed(
     let failures = token.meta.failures.saturating_add(1);
     let (next, error) = match &e {
         OAuthError::Permanent { code } => {
-            tracing::warn!(token_id = %id, error = %code, user_name = ?token.token.user_name,
+            tracing::warn!(token_id = %id.escape_debug(), error = %code, user_name = ?token.token.user_name,
                 "the provider rejected the refresh token; the user must authorise again");
             (
                 None,
@@ -200,12 +200,12 @@ fn failed(
         }
         OAuthError::Throttled => {
             let retry_at = now + deps.cfg().throttle_wait.as_millis() as i64;
-            tracing::warn!(token_id = %id, retry_at, "the provider is throttling refreshes of this token");
+            tracing::warn!(token_id = %id.escape_debug(), retry_at, "the provider is throttling refreshes of this token");
             (Some(retry_at), RefreshError::Throttled { retry_at })
         }
         other => {
             let retry_at = now + backoff(failures, &deps.cfg(), fastrand::f64()).as_millis() as i64;
-            tracing::warn!(token_id = %id, error = %other, failures, retry_at, "refresh failed; will retry");
+            tracing::warn!(token_id = %id.escape_debug(), error = %other, failures, retry_at, "refresh failed; will retry");
             let error = RefreshError::Failed {
                 provider_error: other.code().to_owned(),
                 reason: other.to_string(),

@@ -1,5 +1,6 @@
 //! No token value or client secret ever reaches the daemon's log (at trace level, the most
-//! it can say) or an error message, whatever the client sends.
+//! it can say) or an error message, whatever the client sends; and no value a client
+//! chose can forge a log line.
 
 use serde_json::{json, Value};
 
@@ -252,5 +253,42 @@ fn no_secret_in_the_log_when_refreshes_succeed_or_are_refused() {
         leaks.is_empty(),
         "secrets in the daemon's log:\n{}",
         leaks.join("\n")
+    );
+}
+
+#[test]
+fn a_value_a_client_chose_cannot_forge_a_log_line() {
+    // The refresher fails (nothing listens) and logs the token id; a dry-run cleanup writes
+    // its audit line with the user name and client id. Each carries a newline.
+    let config = "[refresh]\naccounts_url = \"http://127.0.0.1:1\"\n\
+                  [cleanup]\nenabled = false\nmax_session_age = \"1ms\"\n";
+    let mut daemon = Daemon::start_with(config, &[("RUST_LOG", "info")]);
+    let mut c = daemon.client();
+    let mut t = secret_token(1);
+    t["id"] = json!("id\nFORGED token refreshed");
+    t["user_name"] = json!("user\nFORGED session ended");
+    t["client_id"] = json!("client\nFORGED session ended");
+    t["expiry_time"] = json!("1");
+    c.save(t);
+    c.request(json!({"op": "refresh", "token_id": "id\nFORGED token refreshed"}));
+    crate::inproc::eventually("the session's age to pass 1 ms", || {
+        let pass = c.ok(json!({"op": "cleanup", "dry_run": true}));
+        !pass["removed"].as_array().unwrap().is_empty()
+    });
+    drop(c);
+    assert!(daemon.stop().success());
+    let log = daemon.log();
+    for logged in [
+        r"id\nFORGED token refreshed",
+        r"user\nFORGED session ended",
+        r"client\nFORGED session ended",
+    ] {
+        assert!(log.contains(logged), "{logged} not logged, escaped:\n{log}");
+    }
+    let forged: Vec<&str> = log.lines().filter(|l| l.starts_with("FORGED")).collect();
+    assert!(
+        forged.is_empty(),
+        "forged log lines:\n{}",
+        forged.join("\n")
     );
 }
