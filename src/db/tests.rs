@@ -419,3 +419,25 @@ fn the_cleanup_scan_pages_through_every_token_once() {
         .unwrap();
     assert_eq!((whole.len(), next), (2, None));
 }
+
+#[test]
+fn debug_of_a_write_never_shows_a_secret() {
+    let writes = [
+        Write::Save(user("u", "SECRET-refresh")),
+        Write::Refreshed {
+            id: "1".into(),
+            version: 3,
+            update: RefreshUpdate::Succeeded {
+                access_token: "SECRET-access".into(),
+                expiry_time: "1795330406683".into(),
+                refresh_token: Some("SECRET-rotated".into()),
+                api_domain: None,
+            },
+        },
+    ];
+    for w in &writes {
+        let shown = format!("{w:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+}

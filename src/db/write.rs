@@ -37,7 +37,7 @@ pub enum Write {
 }
 
 /// What a refresh attempt changes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum RefreshUpdate {
     Succeeded {
         access_token: String,
@@ -53,6 +53,41 @@ pub enum RefreshUpdate {
         next_refresh_at: Option<i64>,
         needs_reauth: bool,
     },
+}
+
+/// By hand, as `Token`'s: the new tokens are secrets.
+impl std::fmt::Debug for RefreshUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RefreshUpdate::Succeeded {
+                expiry_time,
+                refresh_token,
+                api_domain,
+                ..
+            } => f
+                .debug_struct("Succeeded")
+                .field("access_token", &"<redacted>")
+                .field("expiry_time", expiry_time)
+                .field(
+                    "refresh_token",
+                    &refresh_token.as_ref().map(|_| "<redacted>"),
+                )
+                .field("api_domain", api_domain)
+                .finish(),
+            RefreshUpdate::Failed {
+                failures,
+                last_error,
+                next_refresh_at,
+                needs_reauth,
+            } => f
+                .debug_struct("Failed")
+                .field("failures", failures)
+                .field("last_error", last_error)
+                .field("next_refresh_at", next_refresh_at)
+                .field("needs_reauth", needs_reauth)
+                .finish(),
+        }
+    }
 }
 
 /// What a write did, for the caller's reply and for the actors that follow changes.
