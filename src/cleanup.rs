@@ -10,6 +10,7 @@
 use actix::prelude::*;
 use serde::Serialize;
 use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{CleanupAction, CleanupConfig};
 use crate::db::Ended;
@@ -56,15 +57,25 @@ pub struct CleanupActor {
     oauth: OAuthClient,
     /// The running cron scheduler, kept to shut it down on reload and at exit.
     scheduler: Option<JobScheduler>,
+    /// Fired when the daemon starts to stop. A pass runs as one unit (the actor takes no
+    /// other message meanwhile) and may spend the provider's timeout on each revoke, so
+    /// it watches this to end early instead of outliving systemd's stop timeout.
+    stopping: CancellationToken,
 }
 
 impl CleanupActor {
-    pub fn new(cfg: CleanupConfig, store: Addr<StoreActor>, oauth: OAuthClient) -> CleanupActor {
+    pub fn new(
+        cfg: CleanupConfig,
+        store: Addr<StoreActor>,
+        oauth: OAuthClient,
+        stopping: CancellationToken,
+    ) -> CleanupActor {
         CleanupActor {
             cfg,
             store,
             oauth,
             scheduler: None,
+            stopping,
         }
     }
 
@@ -124,6 +135,7 @@ impl Handler<RunCleanup> for CleanupActor {
             self.oauth.clone(),
             self.cfg.clone(),
             dry_run,
+            self.stopping.clone(),
         );
         let pass = async move { pass.await.map(|removed| (dry_run, removed)) };
         AtomicResponse::new(Box::pin(pass.into_actor(self)))
@@ -169,6 +181,7 @@ async fn run_pass(
     oauth: OAuthClient,
     cfg: CleanupConfig,
     dry_run: bool,
+    stopping: CancellationToken,
 ) -> Result<Vec<Removal>, StoreError> {
     let mut removed = Vec::new();
     let mut after = None;
@@ -180,9 +193,16 @@ async fn run_pass(
         }))
         .await?;
         for session in ended {
+            if stopping.is_cancelled() {
+                tracing::info!(
+                    sessions = removed.len(),
+                    "cleanup pass cut short: tokend is stopping"
+                );
+                return Ok(removed);
+            }
             if dry_run {
                 audit(&session, true);
-            } else if !end(&store, &oauth, cfg.action, &session).await? {
+            } else if !end(&store, &oauth, cfg.action, &session, &stopping).await? {
                 continue;
             }
             removed.push(Removal {
@@ -209,6 +229,7 @@ async fn end(
     oauth: &OAuthClient,
     action: CleanupAction,
     s: &Ended,
+    stopping: &CancellationToken,
 ) -> Result<bool, StoreError> {
     // Only idle sessions are saved by a use; the other policies end a session whatever
     // its use.
@@ -228,10 +249,13 @@ async fn end(
         };
         let revoked = judged.token.refresh_token;
         if let Some(refresh_token) = &revoked {
-            if let Err(e) = oauth
-                .revoke(refresh_token, judged.token.api_domain.as_deref())
-                .await
-            {
+            let revoke = oauth.revoke(refresh_token, judged.token.api_domain.as_deref());
+            let answer = tokio::select! {
+                answer = revoke => answer,
+                // Whether the provider got it or not, the token stays for the next run.
+                () = stopping.cancelled() => return Ok(false),
+            };
+            if let Err(e) = answer {
                 tracing::warn!(token_id = %s.id.escape_debug(), policy = s.policy.as_str(), error = %e,
                     "revoke failed; keeping the token for the next cleanup run");
                 return Ok(false);

@@ -94,7 +94,14 @@ pub async fn run_hosted(
         store::StoreActor::start(db, clock.clone(), config.cleanup.last_used_flush);
     let refresher =
         refresher::RefresherActor::new(r.clone(), clock, store.clone(), oauth.clone()).start();
-    let cleanup = cleanup::CleanupActor::new(config.cleanup.clone(), store.clone(), oauth).start();
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let cleanup = cleanup::CleanupActor::new(
+        config.cleanup.clone(),
+        store.clone(),
+        oauth,
+        stopping.clone(),
+    )
+    .start();
     let services = connection::Services {
         store: store.clone(),
         refresher: refresher.clone(),
@@ -118,6 +125,7 @@ pub async fn run_hosted(
         () = supervisor.run() => {}
     }
     notifier.stopping();
+    stopping.cancel();
     tracing::info!("shutting down: accepting no new clients, answering requests in flight");
     let _ = front.send(front::Shutdown).await;
     drop(socket_guard);

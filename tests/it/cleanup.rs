@@ -286,6 +286,45 @@ fn revoke_and_delete_never_revokes_an_idle_session_used_after_the_pass_judged_it
 }
 
 #[test]
+fn a_stop_during_a_revoke_the_provider_never_answers_ends_the_pass_and_keeps_the_token() {
+    let zoho = FakeZoho::start(|_, _, _| (200, json!({"status": "success"}).to_string()));
+    zoho.close_gate();
+    let d = InProcess::start(&zoho.url, |c| {
+        configure(
+            c,
+            Limits {
+                idle_timeout: days(1),
+                ..Limits::default()
+            },
+        );
+        c.cleanup.action = CleanupAction::RevokeAndDelete;
+        // Far past any stop timeout: only the stop itself can end this revoke.
+        c.refresh.timeout = Duration::from_secs(3600);
+    });
+    let mut c = d.client();
+    c.save(token("stuck", "app"));
+    c.save(token("next", "app"));
+    advance_to(&d, T0 + 2 * DAY);
+    let socket = d.socket();
+    let cleanup =
+        std::thread::spawn(move || Client::connect(&socket).request(json!({"op": "cleanup"})));
+    zoho.wait_for_count(1);
+    let (stopped_tx, stopped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || stopped_tx.send(d.stop()).unwrap());
+    let (dir, config) = stopped
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the daemon did not stop within 20 s while a revoke was in the air");
+    // The pass ended at once: the second session was not even tried.
+    let reply = cleanup.join().unwrap();
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["result"]["removed"], json!([]), "{reply}");
+    assert_eq!(zoho.count(), 1);
+    zoho.open_gate();
+    let d = InProcess::start_in(dir, config, tokend::clock::Clock::manual(T0 + 2 * DAY));
+    assert_eq!(remaining(&mut d.client()), set(&["next", "stuck"]));
+}
+
+#[test]
 fn the_cron_schedule_from_config_runs_passes() {
     let d = InProcess::start("http://127.0.0.1:9", |c| {
         configure(
