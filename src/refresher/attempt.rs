@@ -167,9 +167,20 @@ pub(super) async fn run(
         (Ok(Some(t)), None) => (Ok(t.clone()), Latest::Stored(ScheduleInput::of(&t))),
         (Ok(Some(t)), Some(e)) => (Err(e), Latest::Stored(ScheduleInput::of(&t))),
         // A client saved or deleted the token while the provider answered: what the
-        // client stored is newer than this result, which was dropped.
-        (Ok(None), _) => match ask(deps.store.send(store::FindById { id, touch: false })).await {
-            Ok(Some(t)) => (Ok(t.clone()), Latest::Stored(ScheduleInput::of(&t))),
+        // client stored is newer than this result, which was dropped. It answers a
+        // caller that waits for a fresh access token only if it holds one.
+        (Ok(None), error) => match ask(deps.store.send(store::FindById { id, touch: false })).await
+        {
+            Ok(Some(t)) if force || fresh_enough(&t, &deps) => {
+                (Ok(t.clone()), Latest::Stored(ScheduleInput::of(&t)))
+            }
+            Ok(Some(t)) => {
+                let error = error.unwrap_or_else(|| RefreshError::Failed {
+                    provider_error: "superseded".into(),
+                    reason: "a client saved the token during its refresh, without a fresh access token; ask again".into(),
+                });
+                (Err(error), Latest::Stored(ScheduleInput::of(&t)))
+            }
             Ok(None) => (Err(RefreshError::NotFound), Latest::Gone),
             Err(e) => (Err(e), retry_soon(&deps)),
         },

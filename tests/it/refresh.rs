@@ -367,6 +367,31 @@ fn a_refresh_racing_a_client_save_does_not_overwrite_it() {
 }
 
 #[test]
+fn access_token_never_answers_with_a_stale_token_when_a_save_supersedes_its_refresh() {
+    let zoho = FakeZoho::granting();
+    zoho.close_gate();
+    let d = InProcess::start(&zoho.url, |c| c.refresh.enabled = false);
+    let mut c = d.client();
+    let id = id_of(&c.save(refreshable("u", T0 - 1)));
+    let socket = d.socket();
+    let asking = std::thread::spawn(move || {
+        Client::connect(&socket).request(json!({"op": "access_token", "user_name": "u"}))
+    });
+    zoho.wait_for_count(1);
+    // A save that changes the token but brings no fresh access token: the refresh's
+    // result is dropped, and what is stored is still expired.
+    c.save(json!({"user_name": "u", "redirect_url": "https://example.com/moved"}));
+    zoho.release(1);
+    let reply = asking.join().unwrap();
+    assert_eq!(reply["ok"], false, "a stale token served as fresh: {reply}");
+    assert_eq!(reply["error"]["code"], "refresh_failed", "{reply}");
+    // Asked again, it refreshes the token as now stored.
+    zoho.open_gate();
+    let served = c.ok(json!({"op": "access_token", "token_id": id}));
+    assert_eq!(served["access_token"], "SECRET-new-2");
+}
+
+#[test]
 fn shutdown_waits_for_a_refresh_under_way_to_be_stored() {
     let zoho = FakeZoho::granting();
     zoho.close_gate();
