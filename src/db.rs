@@ -193,8 +193,6 @@ impl Db {
     }
 }
 
-/// Creates `dir` (and parents) readable only by the daemon's user: the database holds
-/// refresh tokens.
 /// Creates the database file 0600 if it is new, and takes group and other access away
 /// from it and its WAL if they have any: they hold every secret, and a file created
 /// under the shell's umask (or restored from a backup) would be readable by everyone.
@@ -224,6 +222,8 @@ fn keep_private(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Creates `dir` (and parents) readable only by the daemon's user: the database holds
+/// refresh tokens.
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
