@@ -31,6 +31,8 @@ pub struct Db {
     path: PathBuf,
     /// A read transaction is open (`begin_read`).
     reading: bool,
+    /// The next token version to hand out (schema v4); written back with each batch.
+    next_version: i64,
 }
 
 impl Db {
@@ -77,10 +79,14 @@ impl Db {
             .map_err(at)?;
         conn.set_prepared_statement_cache_capacity(64);
         migrate(&mut conn).map_err(at)?;
+        let next_version = conn
+            .query_row("SELECT next_version FROM id_counter", [], |r| r.get(0))
+            .map_err(at)?;
         let db = Db {
             conn,
             path: path.to_owned(),
             reading: false,
+            next_version,
         };
         // Take the exclusive lock now: a second daemon on this file fails here, at
         // start, with "database is locked", not at its first write.
@@ -179,15 +185,19 @@ impl Db {
     ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
         self.end_read();
         let mut tx = self.conn.transaction()?;
+        let versions = &mut self.next_version;
         let mut outcomes = Vec::with_capacity(writes.len());
         for write in writes {
             let sp = tx.savepoint()?;
-            let outcome = write::apply(&sp, write, now);
+            let outcome = write::apply(&sp, write, now, versions);
             if outcome.is_ok() {
                 sp.commit()?;
             } // else the savepoint rolls back when dropped
             outcomes.push(outcome);
         }
+        // Versions a failed batch used are not handed out again either: gaps are fine.
+        tx.prepare_cached("UPDATE id_counter SET next_version = ?1")?
+            .execute([*versions])?;
         tx.commit()?;
         Ok(outcomes)
     }

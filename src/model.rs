@@ -167,8 +167,9 @@ pub struct Meta {
     /// The last refresh error's code (a provider error code, never a secret).
     pub last_error: Option<String>,
     pub next_refresh_at: Option<i64>,
-    /// Bumped by every write, so a refresh that finishes after a client replaced or
-    /// re-saved the token can tell, and step aside.
+    /// New at every write, from one counter for the whole table (never reused, even
+    /// for a token deleted and saved again under its id), so a refresh or cleanup that
+    /// finishes after a client replaced or re-saved the token can tell, and step aside.
     #[serde(skip)]
     pub version: i64,
 }

@@ -57,6 +57,14 @@ CREATE INDEX tokens_access_hash ON tokens(access_hash) WHERE access_hash IS NOT 
 -- entry only for a new token, and moves one only when the state changes.
 CREATE INDEX tokens_state ON tokens(state);
 "#,
+    r#"
+-- v4: every write takes its token's new version from one counter for the whole table
+-- (`Db::apply_batch`), not version + 1. A token deleted and saved again under the same
+-- id then never repeats a version that a refresh or cleanup under way judged the old
+-- one at, so their conditional writes cannot land on the new token.
+ALTER TABLE id_counter ADD COLUMN next_version INTEGER NOT NULL DEFAULT 1;
+UPDATE id_counter SET next_version = (SELECT coalesce(max(version), 0) + 1 FROM tokens);
+"#,
 ];
 
 /// The migration (0-based) after which `fill_access_hashes` runs.

@@ -118,8 +118,8 @@ fn a_version_1_database_is_migrated_and_found_by_access_token() {
         conn.execute_batch(MIGRATIONS[0]).unwrap();
         conn.execute_batch(
             "PRAGMA user_version = 1;
-             INSERT INTO tokens (id, access_token, created_at, updated_at)
-             VALUES ('7', 'old-access', 1, 1);",
+             INSERT INTO tokens (id, access_token, created_at, updated_at, version)
+             VALUES ('7', 'old-access', 1, 1, 41);",
         )
         .unwrap();
     }
@@ -132,7 +132,8 @@ fn a_version_1_database_is_migrated_and_found_by_access_token() {
     // A save that changes the access token moves its hash too.
     let mut newer = bare("new-access");
     newer.id = s("7");
-    save(&mut db, newer).unwrap();
+    // Versions go on from the highest stored (schema v4's counter starts above it).
+    assert_eq!(save(&mut db, newer).unwrap().meta.version, 42);
     assert!(db.find(&bare("old-access")).unwrap().is_none());
     assert_eq!(db.find(&bare("new-access")).unwrap().unwrap().id(), "7");
 }
@@ -440,4 +441,47 @@ fn debug_of_a_write_never_shows_a_secret() {
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("<redacted>"), "{shown}");
     }
+}
+
+#[test]
+fn a_token_deleted_and_saved_again_under_its_id_is_a_new_version_to_stale_writers() {
+    // A refresh (or a cleanup) judged the first token; meanwhile it was deleted and a
+    // client saved another under the same id. Neither stale write may touch the new one.
+    let (_dir, mut db) = open();
+    let mut first = user("first", "r1");
+    first.id = s("7");
+    let judged = save(&mut db, first).unwrap();
+    db.apply_batch(&[Write::Delete("7".into())], 1000).unwrap();
+    let mut second = user("second", "r2");
+    second.id = s("7");
+    save(&mut db, second).unwrap();
+    let stale = [
+        Write::Refreshed {
+            id: "7".into(),
+            version: judged.meta.version,
+            update: RefreshUpdate::Succeeded {
+                access_token: "first's new access token".into(),
+                expiry_time: "1795330406683".into(),
+                refresh_token: None,
+                api_domain: None,
+            },
+        },
+        Write::Expire {
+            id: "7".into(),
+            version: judged.meta.version,
+            used_before: i64::MAX,
+        },
+    ];
+    let outcomes = db.apply_batch(&stale, 1000).unwrap();
+    assert!(
+        matches!(outcomes[0], Ok(Outcome::Superseded { .. })),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes[1], Ok(Outcome::Deleted { existed: false, .. })),
+        "{outcomes:?}"
+    );
+    let kept = db.find_by_id("7").unwrap().unwrap();
+    assert_eq!(kept.token.user_name, s("second"));
+    assert_eq!(kept.token.access_token, s("access-r2"));
 }

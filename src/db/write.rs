@@ -106,9 +106,15 @@ pub enum Outcome {
     },
 }
 
-pub(super) fn apply(tx: &Connection, write: &Write, now: i64) -> Result<Outcome, StoreError> {
+/// `versions`: the next token version to hand out; every change to a token takes one.
+pub(super) fn apply(
+    tx: &Connection,
+    write: &Write,
+    now: i64,
+    versions: &mut i64,
+) -> Result<Outcome, StoreError> {
     match write {
-        Write::Save(token) => save(tx, token.clone(), now).map(Outcome::Saved),
+        Write::Save(token) => save(tx, token.clone(), now, versions).map(Outcome::Saved),
         Write::Delete(id) => {
             let n = tx
                 .prepare_cached("DELETE FROM tokens WHERE id = ?1")?
@@ -144,7 +150,7 @@ pub(super) fn apply(tx: &Connection, write: &Write, now: i64) -> Result<Outcome,
             Some(mut stored) if stored.meta.version == *version => {
                 let before = stored.clone();
                 apply_refresh(&mut stored, change.clone(), now);
-                update(tx, &before, &mut stored)?;
+                update(tx, &before, &mut stored, versions)?;
                 Ok(Outcome::Saved(stored))
             }
             _ => Ok(Outcome::Superseded { id: id.clone() }),
@@ -192,7 +198,12 @@ fn apply_refresh(stored: &mut StoredToken, change: RefreshUpdate, now: i64) {
 }
 
 /// The SDK's `save_token`: update the token this one means, or insert it as new.
-fn save(tx: &Connection, token: Token, now: i64) -> Result<StoredToken, StoreError> {
+fn save(
+    tx: &Connection,
+    token: Token,
+    now: i64,
+    versions: &mut i64,
+) -> Result<StoredToken, StoreError> {
     let existing = match token.id.as_deref() {
         Some(id) => find_by_id(tx, id)?,
         None => None,
@@ -220,7 +231,7 @@ fn save(tx: &Connection, token: Token, now: i64) -> Result<StoredToken, StoreErr
             stored.token.merge_from(token);
             stored.meta.updated_at = now;
             stored.meta.last_used_at = Some(now);
-            update(tx, &before, &mut stored)?;
+            update(tx, &before, &mut stored, versions)?;
             Ok(stored)
         }
         None if !token.has_credential() => Err(StoreError::IncompleteToken),
@@ -250,6 +261,7 @@ fn save(tx: &Connection, token: Token, now: i64) -> Result<StoredToken, StoreErr
                     created_at: now,
                     updated_at: now,
                     last_used_at: Some(now),
+                    version: next_version(versions),
                     ..Meta::default()
                 },
             };
@@ -257,6 +269,12 @@ fn save(tx: &Connection, token: Token, now: i64) -> Result<StoredToken, StoreErr
             Ok(stored)
         }
     }
+}
+
+fn next_version(versions: &mut i64) -> i64 {
+    let v = *versions;
+    *versions += 1;
+    v
 }
 
 /// Kept numeric ids from here up leave the id counter alone (see `save`).
@@ -287,8 +305,13 @@ fn insert(tx: &Connection, t: &StoredToken) -> Result<(), StoreError> {
 /// SQLite rewrites the entries of every index whose column is in the SET list, changed
 /// or not, and a save after a refresh changes two indexed columns of six (the store
 /// bench measured 69 against 45 µs per save).
-fn update(tx: &Connection, before: &StoredToken, t: &mut StoredToken) -> Result<(), StoreError> {
-    t.meta.version += 1;
+fn update(
+    tx: &Connection,
+    before: &StoredToken,
+    t: &mut StoredToken,
+    versions: &mut i64,
+) -> Result<(), StoreError> {
+    t.meta.version = next_version(versions);
     let (old, new) = (row_params(before), row_params(t));
     let mut sql = String::from("UPDATE tokens SET ");
     let mut values: Vec<&dyn rusqlite::ToSql> = vec![new[0]];
