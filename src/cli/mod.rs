@@ -89,9 +89,10 @@ enum Command {
     /// Commands on one token
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Run the session-timeout policies now (`[cleanup]` in the config)
+    /// Run the session-timeout policies now (`[cleanup]` in the daemon's config)
     Cleanup {
-        /// Only report what would be removed
+        /// Only report what would be removed (without it, the daemon's `cleanup.dry_run`
+        /// decides)
         #[arg(long)]
         dry_run: bool,
     },

@@ -42,9 +42,16 @@ pub fn status(c: &mut Client, as_json: bool) -> anyhow::Result<String> {
     ))
 }
 
-/// A cleanup pass now; `dry_run` only reports.
+/// A cleanup pass now; `dry_run` only reports. Without it the daemon's `cleanup.dry_run`
+/// decides: an operator trialling the policies with it set must not lose (and revoke)
+/// tokens by running the command to look.
 pub fn cleanup(c: &mut Client, dry_run: bool, as_json: bool) -> anyhow::Result<String> {
-    let result = answer(c.call("cleanup", json!({"dry_run": dry_run})))?;
+    let args = if dry_run {
+        json!({"dry_run": true})
+    } else {
+        json!({})
+    };
+    let result = answer(c.call("cleanup", args))?;
     if as_json {
         return Ok(json(&result));
     }

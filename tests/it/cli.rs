@@ -399,6 +399,24 @@ fn cleanup_dry_run_reports_and_cleanup_removes() {
 }
 
 #[test]
+fn cleanup_without_dry_run_leaves_it_to_the_daemons_config() {
+    let daemon = Daemon::start_with(
+        "[refresh]\nenabled = false\n[cleanup]\ndry_run = true\n",
+        &[],
+    );
+    let mut c = daemon.client();
+    c.save(
+        json!({"user_name": "ended@example.com", "access_token": "1000.a", "expiry_time": "1000"}),
+    );
+    let out = tokend(&daemon, &["cleanup"]).ok().stdout;
+    assert!(
+        out.starts_with("would remove 1 session(s) (dry run):"),
+        "{out}"
+    );
+    assert_eq!(c.count(), 1, "a trial run removed a token");
+}
+
+#[test]
 fn config_check_prints_a_loadable_effective_config_and_names_a_bad_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("in.toml");
