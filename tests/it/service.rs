@@ -3,7 +3,7 @@
 //! SIGTERM in the middle of a burst, and `systemd-analyze verify` on the units in
 //! `systemd/`. SIGHUP reloads have their own file, `reload.rs`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::io::{ErrorKind, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -292,6 +292,70 @@ fn sigterm_in_a_burst_answers_or_refuses_each_request_and_leaves_a_sound_databas
     }
     daemon.launch();
     assert_eq!(daemon.client().count(), stored.len() as u64);
+}
+
+/// The system calls in a `systemd-analyze syscall-filter` set, nested sets expanded.
+fn syscalls_in(analyze: &Path, set: &str) -> BTreeSet<String> {
+    let out = Command::new(analyze)
+        .args(["syscall-filter", set])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "systemd-analyze syscall-filter {set}");
+    let mut calls = BTreeSet::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines().skip(1) {
+        match line.trim() {
+            "" => {}
+            l if l.starts_with('#') => {}
+            l if l.starts_with('@') => calls.extend(syscalls_in(analyze, l)),
+            l => {
+                calls.insert(l.to_owned());
+            }
+        }
+    }
+    calls
+}
+
+/// The system unit's `SystemCallFilter=` lines, applied in order as systemd does when
+/// the first is an allow list: later lines add, `~` lines take away. With
+/// `TOKEND_SOCKET__GROUP` set, the daemon gives its socket that group (`chown`): a
+/// filter without it fails every start that is not socket-activated.
+#[test]
+fn the_system_units_syscall_filter_lets_the_daemon_give_its_socket_a_group() {
+    let Some(analyze) = find_program("systemd-analyze") else {
+        eprintln!("skipped: systemd-analyze is not installed (.ci/run installs it)");
+        return;
+    };
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/tokend.service"),
+    )
+    .unwrap();
+    assert!(
+        unit.contains("TOKEND_SOCKET__GROUP="),
+        "the unit no longer sets a group"
+    );
+    let mut allowed = BTreeSet::new();
+    for (n, filter) in unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("SystemCallFilter="))
+        .enumerate()
+    {
+        let (deny, sets) = match filter.strip_prefix('~') {
+            Some(sets) => (true, sets),
+            None => (false, filter),
+        };
+        assert!(n > 0 || !deny, "the first filter is an allow list");
+        for set in sets.split_whitespace() {
+            let calls = syscalls_in(&analyze, set);
+            if deny {
+                allowed.retain(|c| !calls.contains(c));
+            } else {
+                allowed.extend(calls);
+            }
+        }
+    }
+    let chown = syscalls_in(&analyze, "@chown");
+    let missing: Vec<&String> = chown.iter().filter(|c| !allowed.contains(*c)).collect();
+    assert!(missing.is_empty(), "the unit's filter denies {missing:?}");
 }
 
 /// The units as shipped, with ExecStart pointing at the built binary (verify checks it
