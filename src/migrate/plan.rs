@@ -59,6 +59,20 @@ pub fn plan(
             return Action::Unchanged;
         }
     }
+    // Matched by id alone, but the stored token is another user's: the save would give
+    // that user's token this record's user and credentials. Two applications' stores
+    // both number their ids from 1, so importing a second one collides at once.
+    let other_user = matches!(
+        (before.user_name.as_deref(), token.user_name.as_deref()),
+        (Some(theirs), Some(ours)) if theirs != ours
+    );
+    if other_user && token.id.as_deref() == Some(stored_id.as_str()) {
+        problems.push(
+            at,
+            format!("its id {stored_id} is stored for another user, whose tokens saving it would overwrite (ids from another application's store?); clear its id in the file to import it under a new one"),
+        );
+        return Action::Unchanged;
+    }
     index.replace(i, after);
     Action::Update
 }
@@ -196,6 +210,29 @@ mod tests {
         assert_eq!(run(&mut index, &t("1", "", "new")).0, Action::Update);
         assert_eq!(index.get(Field::RefreshToken, "old"), None);
         assert_eq!(index.get(Field::RefreshToken, "new"), Some(0));
+    }
+
+    #[test]
+    fn an_id_stored_for_another_user_is_a_problem_not_an_update() {
+        // Application A's tokens are stored as 1 and 2; application B's file numbers its
+        // own users from 1 too.
+        let mut index = stored(&[t("1", "a1", "ra1"), t("2", "a2", "ra2")]);
+        let (action, problems, _) = run(&mut index, &t("1", "b1", "rb1"));
+        assert_eq!(action, Action::Unchanged);
+        assert_eq!(problems.listed.len(), 1);
+        assert!(
+            problems.listed[0].message.contains("another user"),
+            "{}",
+            problems.listed[0].message
+        );
+        assert_eq!(
+            index.tokens[0].user_name.as_deref(),
+            Some("a1"),
+            "not applied"
+        );
+        assert_eq!(index.tokens[0].refresh_token.as_deref(), Some("ra1"));
+        // Without its id, the same record is a new token.
+        assert_eq!(run(&mut index, &t("", "b1", "rb1")).0, Action::Insert);
     }
 
     #[test]

@@ -226,6 +226,30 @@ fn a_user_stored_under_another_id_is_a_conflict_and_imports_nothing() {
 }
 
 #[test]
+fn a_second_applications_store_with_the_same_ids_overwrites_nobody() {
+    // Application A's users are stored as 1, 2 and 7; application B's FileStore numbers
+    // its own, different users the same way.
+    let d = Daemon::start();
+    let mut c = d.client();
+    for t in old_tokens("app-a") {
+        c.save(t);
+    }
+    let before = c.all();
+    let file = source(&d, "filestore", &old_tokens("app-b"));
+    let out = tokend(
+        &d,
+        &["import", "--format", "filestore", file.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("id 1 is stored for another user"),
+        "{stderr}"
+    );
+    assert_eq!(c.all(), before, "application A's tokens changed");
+}
+
+#[test]
 fn export_is_private_refuses_to_overwrite_and_imports_back_unchanged() {
     let d = Daemon::start();
     let mut c = d.client();
