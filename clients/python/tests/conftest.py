@@ -2,7 +2,7 @@
 
 import pytest
 
-from daemon import daemon_has_refresher, serve
+from daemon import serve
 from fake_zoho import FakeZoho
 
 
@@ -15,13 +15,9 @@ def zoho():
 
 @pytest.fixture
 def daemon(zoho):
-    """The real daemon on a temporary socket and database, stopped with SIGTERM after.
-
-    A daemon that refreshes tokens is sent to the loopback accounts server; one without
-    a refresher is not told, as it would reject the unknown setting.
-    """
-    env = {"TOKEND_REFRESH__ACCOUNTS_URL": zoho.url} if daemon_has_refresher() else {}
-    with serve(env) as d:
+    """The real daemon on a temporary socket and database, stopped with SIGTERM after; it
+    refreshes at the loopback accounts server."""
+    with serve({"TOKEND_REFRESH__ACCOUNTS_URL": zoho.url}) as d:
         yield d
 
 

@@ -6,7 +6,6 @@ paths are limited to about 100 bytes, so pytest's long tmp_path is not used).
 """
 
 import contextlib
-import functools
 import os
 import shutil
 import signal
@@ -97,37 +96,5 @@ def serve(env=None):
         yield d
         status = d.stop()
         assert status == 0, f"tokend exited with {status} on SIGTERM:\n{d.log.read_text()}"
-    finally:
-        d.cleanup()
-
-
-def binary_accepts(*args):
-    """True when `tokend <args> --help` succeeds: the binary has that subcommand."""
-    try:
-        return subprocess.run([TOKEND_BIN, *args, "--help"], capture_output=True,
-                              timeout=DEADLINE).returncode == 0
-    except OSError:
-        return False
-
-
-@functools.lru_cache(maxsize=None)
-def daemon_has_refresher():
-    """True when the daemon answers the refresher's `access_token` operation.
-
-    A daemon without the refresher answers an unknown op with `bad_request`; one with it
-    answers `not_found` for an id that does not exist. Probed once per test session.
-    """
-    if not os.path.exists(TOKEND_BIN):
-        return False
-    d = Daemon()
-    try:
-        d.start()
-        with d.client() as c:
-            c.request("access_token", token_id="does-not-exist")
-        return True  # not expected, but then the op certainly exists
-    except TokendError as e:
-        return e.code != "bad_request"
-    except AssertionError:
-        return False
     finally:
         d.cleanup()

@@ -15,7 +15,7 @@ from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store.file_store import FileStore
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 
-from daemon import DEADLINE, TOKEND_BIN, binary_accepts
+from daemon import DEADLINE, TOKEND_BIN
 from fake_zoho import CLIENT_ID, CLIENT_SECRET, USER_NAME
 from sdk import run_sdk
 
@@ -77,7 +77,6 @@ def write_mysql_csv(path, rows):
         w.writerows([["" if r[k] is None else r[k] for k in FIELDS] for r in rows])
 
 
-@pytest.mark.skipif(not binary_accepts("import"), reason="the binary has no `tokend import` yet")
 @pytest.mark.parametrize("fmt, write", [("filestore", write_filestore), ("sqlite", write_kaizen_sqlite),
                                         ("mysql-csv", write_mysql_csv)])
 def test_import_then_the_sdk_works_with_no_new_grant(daemon, zoho, tmp_path, fmt, write):
@@ -97,7 +96,6 @@ def test_import_then_the_sdk_works_with_no_new_grant(daemon, zoho, tmp_path, fmt
     assert zoho.token_calls == []  # no grant exchange, no refresh: the imported tokens were used
 
 
-@pytest.mark.skipif(not binary_accepts("import"), reason="the binary has no `tokend import` yet")
 def test_a_malformed_row_imports_nothing(daemon, zoho, tmp_path):
     rows = old_tokens(zoho, n=3)
     source = tmp_path / "broken.csv"
@@ -112,7 +110,6 @@ def test_a_malformed_row_imports_nothing(daemon, zoho, tmp_path):
     assert stored(daemon) == []
 
 
-@pytest.mark.skipif(not binary_accepts("export"), reason="the binary has no `tokend export` yet")
 def test_export_is_read_by_the_sdks_own_filestore(daemon, zoho, tmp_path):
     rows = old_tokens(zoho)
     with daemon.client() as c:

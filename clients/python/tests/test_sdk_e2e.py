@@ -5,13 +5,8 @@ import time
 
 import pytest
 
-from daemon import daemon_has_refresher
 from fake_zoho import USER_NAME
 from sdk import run_sdk
-
-needs_refresher = pytest.mark.skipif(
-    not daemon_has_refresher(), reason="the daemon does not answer the refresher's `access_token` op yet")
-
 
 @pytest.fixture
 def granted(daemon, zoho, tmp_path):
@@ -87,7 +82,6 @@ def test_an_expired_token_is_refreshed_once_and_saved_back(daemon, zoho, tmp_pat
     assert len(zoho.refreshes()) == 1
 
 
-@needs_refresher
 def test_eight_sdk_processes_across_expiry_cause_exactly_one_refresh(daemon, zoho, tmp_path, granted):
     _, stored = granted
     old_access = stored["access_token"]
