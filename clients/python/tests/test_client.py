@@ -1,6 +1,7 @@
 """The low-level Client against the real daemon: framing, errors, threads, fork, restart."""
 
 import os
+import tempfile
 import threading
 import time
 
@@ -161,3 +162,69 @@ def test_reconnect_is_transparent_when_the_client_held_a_connection(daemon, clie
     # a broken pipe or EOF and is retried once on a new connection.
     assert client.request("find_token_by_id", token_id=saved["id"])["token"]["id"] == saved["id"]
     wait_until(lambda: client.ping()["tokens"] == 1, "the token count after restart")
+
+
+class _Dropper:
+    """A stand-in daemon on a Unix socket: drops the first connection right after reading
+    one request line, then answers every request on later connections. `lines` is what
+    it read."""
+
+    def __init__(self, path):
+        import socket as s
+        self.lines = []
+        self._server = s.socket(s.AF_UNIX, s.SOCK_STREAM)
+        self._server.bind(path)
+        self._server.listen()
+        self._server.settimeout(DEADLINE)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        import json
+        first = True
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            with conn, conn.makefile("rb") as r:
+                for raw in r:
+                    self.lines.append(json.loads(raw))
+                    if first:
+                        first = False
+                        break  # gone after reading it: did it carry the request out?
+                    reply = {"seq": self.lines[-1]["seq"], "ok": True, "result": {}}
+                    conn.sendall((json.dumps(reply) + "\n").encode())
+
+    def close(self):
+        self._server.close()
+
+
+@pytest.mark.parametrize("op, args, repeated", [
+    ("ping", {}, True),
+    ("find_token_by_id", {"token_id": "1"}, True),
+    ("save_token", {"token": {"user_name": "u@example.com", "refresh_token": "r"}}, True),
+    ("refresh", {"token_id": "1"}, False),
+    ("save_token", {"token": {"client_id": "c", "client_secret": "s", "access_token": "a"}}, False),
+])
+def test_a_request_lost_with_the_connection_is_sent_again_only_if_repeating_it_is_harmless(
+        op, args, repeated):
+    # A short directory: pytest's tmp_path can be too long for a socket path.
+    short = tempfile.TemporaryDirectory(prefix="tokend-")
+    path = os.path.join(short.name, "s.sock")
+    server = _Dropper(path)
+    try:
+        c = Client(path, timeout=DEADLINE)
+        if repeated:
+            assert c.request(op, **args) == {}
+            assert [line["op"] for line in server.lines] == [op, op]
+        else:
+            with pytest.raises(TokendUnavailable) as e:
+                c.request(op, **args)
+            assert "may or may not have been carried out" in e.value.message
+            assert [line["op"] for line in server.lines] == [op]
+            # The next request goes on a new connection.
+            assert c.ping() == {}
+        c.close()
+    finally:
+        server.close()
+        short.cleanup()

@@ -5,9 +5,9 @@ one instance can be shared by every thread of an application. It survives the tw
 things that break a long-lived connection in practice:
 
 * the daemon restarts: the old connection reports a broken pipe or end of file, so the
-  client reconnects and sends the request once more. Every operation of the protocol is
-  idempotent in its effect (saves are upserts, deletes of a deleted id change nothing),
-  so a repeat is harmless;
+  client reconnects and sends the request once more, if that is harmless: always when
+  the request never left (the write failed), and otherwise only for a request whose
+  repeat changes nothing more (`_repeatable`);
 * the process forks: a child must not share the parent's socket (their replies would
   interleave), so a child opens its own connection on first use.
 
@@ -54,7 +54,27 @@ class TokendUnavailable(TokendError):
 
 
 class _Disconnected(Exception):
-    """The connection died under a request; the caller may reconnect and retry."""
+    """The connection died under a request; `sent`: after the request was written, so the
+    daemon may have carried it out."""
+
+    def __init__(self, reason, sent):
+        super().__init__(reason)
+        self.sent = sent
+
+
+def _repeatable(op, args):
+    """Whether doing `op` twice has the effect of doing it once.
+
+    Not `refresh`: each one spends a refresh from Zoho's budget. Not a `save_token` that
+    names no id, user, refresh or grant token: it matches no stored token, so each one
+    inserts a new token. Everything else is a lookup, an upsert or a delete.
+    """
+    if op == "refresh":
+        return False
+    if op == "save_token":
+        token = args.get("token") or {}
+        return any(token.get(k) for k in ("id", "user_name", "refresh_token", "grant_token"))
+    return True
 
 
 def default_socket_path():
@@ -103,10 +123,14 @@ class Client:
         with self._lock:
             try:
                 reply = self._round_trip(line)
-            except _Disconnected:
+            except _Disconnected as e:
                 # Most likely the daemon restarted since our last request. Once only:
                 # if the new connection dies too, something else is wrong.
                 self._close()
+                if e.sent and not _repeatable(op, args):
+                    raise TokendUnavailable(
+                        f"connection to {self.socket_path} lost after {op} was sent; it may or may not "
+                        "have been carried out, and repeating it is not harmless") from None
                 try:
                     reply = self._round_trip(line)
                 except _Disconnected as e:
@@ -133,15 +157,17 @@ class Client:
 
     def _round_trip(self, line):
         self._ensure_connected()
+        sent = False  # a line cut short by a failed write is dropped by the daemon unread
         try:
             self._sock.sendall(line)
+            sent = True
             raw = self._read_line()
         except socket.timeout:
             # A late reply would be read as the answer to the next request: drop the line.
             self._close()
             raise TokendError("timeout", f"no reply from {self.socket_path} in {self.timeout}s") from None
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as e:
-            raise _Disconnected(e.strerror or type(e).__name__) from None
+            raise _Disconnected(e.strerror or type(e).__name__, sent) from None
         except OSError as e:
             self._close()
             raise TokendUnavailable(f"connection to {self.socket_path} failed: {e.strerror or e}") from None
@@ -162,7 +188,7 @@ class Client:
                 return raw
             chunk = self._sock.recv(65536)
             if not chunk:
-                raise _Disconnected("the daemon closed the connection")
+                raise _Disconnected("the daemon closed the connection", True)
             self._buf += chunk
 
     def _ensure_connected(self):
