@@ -102,14 +102,14 @@ fn effective(c: &Config) -> Value {
     }
     json!({
         "socket": {
-            "path": s.path,
+            "path": s.path.display().to_string(),
             "group": s.group.clone().unwrap_or_default(),
             "max_request_bytes": s.max_request_bytes,
             "max_connections": s.max_connections,
             "shutdown_timeout": duration(s.shutdown_timeout),
         },
         "store": {
-            "path": c.store.path,
+            "path": c.store.path.display().to_string(),
             "busy_timeout": duration(c.store.busy_timeout),
         },
         "log": {"level": c.log.level, "format": c.log.format.as_str()},

@@ -44,7 +44,7 @@ pub fn import(socket: &Path, args: ImportArgs, as_json: bool) -> anyhow::Result<
     let report = migrate::import(&mut client, &args.file, args.format, records, args.dry_run)?;
     if as_json {
         return Ok(json(&json!({
-            "file": args.file,
+            "file": args.file.display().to_string(),
             "dry_run": args.dry_run,
             "read": report.read,
             "inserted": report.inserted,
@@ -78,7 +78,9 @@ pub fn export(socket: &Path, args: ExportArgs, as_json: bool) -> anyhow::Result<
     let mut client = tokend::client::Client::connect(socket)?;
     let written = migrate::export(&mut client, &args.file, args.force)?;
     if as_json {
-        return Ok(json(&json!({"file": args.file, "exported": written})));
+        return Ok(json(
+            &json!({"file": args.file.display().to_string(), "exported": written}),
+        ));
     }
     Ok(format!(
         "exported {written} tokens to {} (mode 0600; it holds every secret)\n",

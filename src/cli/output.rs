@@ -1,5 +1,6 @@
 //! Formatting for people: masked secrets, times, and plain-text tables.
 
+use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use humantime_serde::re::humantime;
@@ -36,7 +37,13 @@ pub fn masked_token(token: &Value) -> Value {
 /// Epoch milliseconds as UTC, to the second: `2026-11-22T08:14:29Z`.
 pub fn time(ms: i64) -> String {
     let at = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(at).to_string()
+    // humantime formats years up to 9999 only (its Display fails past them, and
+    // `to_string` would panic); a stored expiry_time can be any 19 digits.
+    let mut out = String::new();
+    match write!(out, "{}", humantime::format_rfc3339_seconds(at)) {
+        Ok(()) => out,
+        Err(_) => format!("{ms} ms after 1970"),
+    }
 }
 
 /// Epoch milliseconds relative to now, coarsely: `in 5m`, `3d ago`.
@@ -141,6 +148,9 @@ mod tests {
         assert_eq!(time(1_795_330_406_683), "2026-11-22T06:53:26Z");
         assert_eq!(when(&Value::Null), "-");
         assert!(when(&serde_json::json!("1795330406683")).ends_with("(2026-11-22T06:53:26Z)"));
+        // Past year 9999, as a stored expiry_time may be: shown, not a panic.
+        assert_eq!(time(i64::MAX), format!("{} ms after 1970", i64::MAX));
+        assert!(when(&serde_json::json!("999999999999999999")).contains("ms after 1970"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub fn status(c: &mut Client, as_json: bool) -> anyhow::Result<String> {
     let status = answer(c.call("status", json!({})))?;
     if as_json {
         let mut all = status.clone();
-        all["socket"] = json!(c.path());
+        all["socket"] = json!(c.path().display().to_string());
         all["version"] = ping["version"].clone();
         all["protocol"] = ping["protocol"].clone();
         return Ok(json(&all));
