@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 use tokend::client::{Client, ClientError};
 use tokend::config::{self, ConfigError};
+use tokend::migrate::{ExportError, ImportError};
 use tokend::notify::ActivationError;
 use tokend::Config;
 
@@ -227,7 +228,18 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         if cause.is::<ConfigError>() || cause.is::<ActivationError>() {
             return EXIT_CONFIG;
         }
-        if let Some(c) = cause.downcast_ref::<ClientError>() {
+        // Import and export carry the client's error inside, not as a link of the chain.
+        let client = cause
+            .downcast_ref::<ClientError>()
+            .or_else(|| match cause.downcast_ref::<ImportError>()? {
+                ImportError::Client(c) | ImportError::Save { cause: c, .. } => Some(c),
+                ImportError::Rejected(_) => None,
+            })
+            .or_else(|| match cause.downcast_ref::<ExportError>()? {
+                ExportError::Client(c) => Some(c),
+                _ => None,
+            });
+        if let Some(c) = client {
             return if c.is_unreachable() {
                 EXIT_UNREACHABLE
             } else {
@@ -255,4 +267,42 @@ fn answer(result: Result<serde_json::Value, ClientError>) -> anyhow::Result<serd
         };
         anyhow::anyhow!("{e}; {advice}")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_lost_mid_import_or_export_exits_3_and_a_refused_save_1() {
+        let lost = || ClientError::Io {
+            path: "/run/tokend/tokend.sock".into(),
+            source: std::io::ErrorKind::BrokenPipe.into(),
+        };
+        let refused = ClientError::Daemon {
+            code: "too_large".into(),
+            message: "request line longer than 1024 bytes".into(),
+            retry_at: None,
+        };
+        let save = |cause| ImportError::Save {
+            at: None,
+            cause,
+            report: Box::default(),
+            to_save: 3,
+        };
+        for (e, code) in [
+            (
+                anyhow::Error::new(ImportError::Client(lost())),
+                EXIT_UNREACHABLE,
+            ),
+            (anyhow::Error::new(save(lost())), EXIT_UNREACHABLE),
+            (
+                anyhow::Error::new(ExportError::Client(lost())),
+                EXIT_UNREACHABLE,
+            ),
+            (anyhow::Error::new(save(refused)), EXIT_FAILURE),
+        ] {
+            assert_eq!(exit_code(&e), code, "{e}");
+        }
+    }
 }
