@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 mod endpoints;
 
+pub(crate) use endpoints::http_url;
 pub use endpoints::Endpoints;
 use endpoints::Resolver;
 

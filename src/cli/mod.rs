@@ -225,7 +225,11 @@ fn socket_path(config: &Config, flag: bool, env: &HashMap<String, String>) -> Pa
 /// reached, 1 otherwise. (Usage errors exit 2 from clap before anything runs.)
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
-        if cause.is::<ConfigError>() || cause.is::<ActivationError>() {
+        let no_such_group = matches!(
+            cause.downcast_ref::<tokend::Error>(),
+            Some(tokend::Error::NoSuchGroup(_))
+        );
+        if cause.is::<ConfigError>() || cause.is::<ActivationError>() || no_such_group {
             return EXIT_CONFIG;
         }
         // Import and export carry the client's error inside, not as a link of the chain.

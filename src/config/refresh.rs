@@ -44,12 +44,12 @@ struct RawAccounts {
 }
 
 pub(super) fn validate_refresh(raw: RawRefresh) -> Result<RefreshConfig, ConfigError> {
-    let url = |key: &'static str, u: String| {
-        if u.starts_with("http://") || u.starts_with("https://") {
-            Ok(u.trim_end_matches('/').to_owned())
-        } else {
-            Err(invalid(key, "must be an http:// or https:// URL"))
-        }
+    let url = |key: &'static str, u: String| match crate::oauth::http_url(&u) {
+        Some(_) => Ok(u.trim().trim_end_matches('/').to_owned()),
+        None => Err(invalid(
+            key,
+            "must be an http:// or https:// URL with a host",
+        )),
     };
     let accounts_url = raw
         .accounts_url

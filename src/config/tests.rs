@@ -120,6 +120,16 @@ fn bad_keys_and_values_are_refused_with_the_key_named() {
     assert!(error_for("[store]\nbusy_timeout = \"soon\"\n").contains("busy_timeout"));
     assert!(error_for("[store]\npath = \"relative.db\"\n").contains("store.path"));
     assert!(error_for("[log]\nlevel = \"=bad=\"\n").contains("log.level"));
+    // Refused here, as the daemon's OAuth client would refuse them at start: an
+    // accounts URL needs a host.
+    for url in ["https://", "ftp://accounts.zoho.com", "accounts.zoho.com"] {
+        let e = error_for(&format!("[refresh]\naccounts_url = \"{url}\"\n"));
+        assert!(e.contains("refresh.accounts_url"), "{url}: {e}");
+        let e = error_for(&format!(
+            "[[refresh.accounts]]\napi_domain = \"https://x\"\nurl = \"{url}\"\n"
+        ));
+        assert!(e.contains("refresh.accounts.url"), "{url}: {e}");
+    }
 }
 
 #[test]

@@ -71,8 +71,9 @@ impl Resolver {
     }
 }
 
-/// `url` if it is an http(s) URL with a host.
-fn http_url(url: &str) -> Option<Url> {
+/// `url` if it is an http(s) URL with a host. Config validation uses it too, so that a
+/// URL `config check` accepts is one the daemon can use.
+pub(crate) fn http_url(url: &str) -> Option<Url> {
     let url = Url::parse(url.trim()).ok()?;
     (matches!(url.scheme(), "http" | "https") && url.host_str().is_some()).then_some(url)
 }
@@ -82,8 +83,9 @@ fn accounts_base(url: &str) -> Result<String, OAuthError> {
     let base = url.trim().trim_end_matches('/');
     http_url(base)
         .map(|_| base.to_owned())
+        // Not quoted: a URL may carry a password. Config validation names the key.
         .ok_or_else(|| OAuthError::Setup {
-            reason: format!("accounts URL `{url}` is not an http(s) URL"),
+            reason: "an accounts URL is not an http(s) URL with a host".into(),
         })
 }
 

@@ -478,6 +478,15 @@ fn config_check_json_with_a_path_that_is_not_utf8_prints_it_instead_of_panicking
 }
 
 #[test]
+fn serve_with_a_socket_group_that_does_not_exist_is_a_configuration_error() {
+    let daemon = Daemon::prepare("[socket]\ngroup = \"no-such-group-tokend\"\n", &[]);
+    let (status, stderr) =
+        crate::helpers::run_to_exit(daemon.command(), &daemon.dir().join("group.log"));
+    assert_eq!(status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("no-such-group-tokend"), "{stderr}");
+}
+
+#[test]
 fn a_daemon_that_is_not_running_is_exit_3_with_what_to_do() {
     let mut daemon = Daemon::start();
     assert!(daemon.stop().success());
