@@ -28,8 +28,9 @@ pub struct AddArgs {
     /// The OAuth client's id (from Zoho's API console)
     #[arg(long, env = "TOKEND_CLIENT_ID", value_name = "ID")]
     client_id: String,
-    /// The OAuth client's secret. Prefer the environment variable, which stays out of the
-    /// shell history; without either, it is prompted for on a terminal
+    /// The OAuth client's secret. Without it (or the environment variable, set from a file
+    /// rather than typed), it is prompted for without echo: an argument shows in `ps` and
+    /// the shell history
     #[arg(
         long,
         env = "TOKEND_CLIENT_SECRET",

@@ -7,8 +7,10 @@ use super::{At, Problems};
 use crate::model::Token;
 
 /// The longest value a field may hold. Zoho's values are under 100 bytes (the DBStore's
-/// columns are `varchar(255)`); the cap keeps every save well inside the daemon's
-/// request size limit (64 KiB by default), so an import never fails half-way on it.
+/// columns are `varchar(255)`); the cap keeps a save of ordinary values well inside the
+/// daemon's default request size limit (64 KiB). Not a guarantee: escaped control
+/// characters grow a value sixfold, and `max_request_bytes` can be set lower, so an
+/// import can still stop part-way (and says so; running it again finishes it).
 pub const MAX_FIELD_BYTES: usize = 4096;
 
 /// One of the token record's ten fields.
