@@ -10,7 +10,7 @@
 use std::io::{BufRead, IsTerminal};
 use std::os::fd::AsFd;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Args;
@@ -54,6 +54,10 @@ pub struct AddArgs {
     #[arg(long, value_name = "URL")]
     redirect_uri: Option<String>,
 }
+
+/// How many more times a save is tried (at once, then a second apart) when the daemon
+/// cannot be reached after the code was exchanged: long enough for a restart.
+const SAVE_RETRIES: usize = 10;
 
 pub fn add(socket: &Path, config: &Config, args: AddArgs, as_json: bool) -> anyhow::Result<String> {
     let mut daemon = Client::connect(socket)?;
@@ -101,8 +105,25 @@ pub fn add(socket: &Path, config: &Config, args: AddArgs, as_json: bool) -> anyh
         "redirect_url": args.redirect_uri,
         "api_domain": grant.api_domain.unwrap_or(args.api_domain),
     });
-    let saved = answer(daemon.call("save_token", json!({"token": token})))
-        .context("the code was exchanged but the daemon did not store the tokens")?;
+    // The code is spent: what it bought must not be lost to a daemon restarting
+    // meanwhile. The save is repeatable when it names the user or the refresh token (it
+    // then updates the token it stored, if the first try got through).
+    let repeatable = args.user_name.is_some() || grant.refresh_token.is_some();
+    let save = || json!({"token": token});
+    let mut result = daemon.call("save_token", save());
+    for retry in 0..SAVE_RETRIES {
+        match &result {
+            Err(e) if e.is_unreachable() && repeatable => {
+                if retry > 0 {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                result = Client::connect(socket).and_then(|mut c| c.call("save_token", save()));
+            }
+            _ => break,
+        }
+    }
+    let saved =
+        answer(result).context("the code was exchanged but the daemon did not store the tokens")?;
     let stored = &saved["token"];
     eprint!("{warning}");
     Ok(if as_json {

@@ -318,6 +318,47 @@ fn token_add_exchanges_a_grant_code_read_from_stdin_and_stores_the_tokens() {
 }
 
 #[test]
+fn token_add_saves_what_the_spent_code_bought_even_if_the_daemon_restarts_meanwhile() {
+    let mut daemon = Daemon::start();
+    let zoho = FakeZoho::start(|path, _, _| exchanged(path));
+    zoho.close_gate();
+    let socket = daemon.socket();
+    let config = daemon.dir().join("tokend.toml");
+    let url = zoho.url.clone();
+    let adding = std::thread::spawn(move || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokend"));
+        cmd.arg("--socket")
+            .arg(socket)
+            .arg("--config")
+            .arg(config)
+            .args([
+                "token",
+                "add",
+                "--user-name",
+                "restarted@example.com",
+                "--api-domain",
+                API_DOMAIN,
+            ]);
+        let env = [
+            ("TOKEND_REFRESH__ACCOUNTS_URL", url.as_str()),
+            ("TOKEND_CLIENT_ID", "1000.X"),
+            ("TOKEND_CLIENT_SECRET", "s"),
+        ];
+        run(cmd, "1000.CODE\n", &env)
+    });
+    // The code is with the accounts server when the daemon restarts.
+    zoho.wait_for_count(1);
+    daemon.restart();
+    zoho.release(1);
+    let out = adding.join().unwrap().ok();
+    assert!(out.stdout.starts_with("stored token"), "{}", out.stdout);
+    let stored = daemon
+        .client()
+        .find(json!({"user_name": "restarted@example.com"}));
+    assert_eq!(stored["refresh_token"], "1000.EXCHANGED.refresh");
+}
+
+#[test]
 fn token_add_checks_for_the_daemon_before_spending_the_grant_code() {
     let mut daemon = Daemon::start();
     assert!(daemon.stop().success());
