@@ -7,7 +7,7 @@
 //! (`tokend::service`).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use tokend::clock::Clock;
@@ -25,15 +25,19 @@ pub fn serve(
 ) -> anyhow::Result<()> {
     let load = {
         let env = env.clone();
-        move || -> Result<Config, ConfigError> {
-            let mut config = super::load(file.as_deref(), socket.as_deref(), &env)?;
+        move |file: Option<&Path>| -> Result<Config, ConfigError> {
+            let mut config = super::load(file, socket.as_deref(), &env)?;
             if let Some(db) = &db {
                 config.store.path = db.clone();
             }
             Ok(config)
         }
     };
-    let config = load()?;
+    let config = load(file.as_deref())?;
+    // Reloads read the file the daemon started from by name, found or given: if it has
+    // gone (moved aside to edit, mid-upgrade), the reload is refused and names it,
+    // instead of applying the built-in defaults (say, cleanup.dry_run = false).
+    let reload_from = file.or_else(|| config.source.clone());
     let set_log_level = super::logging::init(&config.log, &env);
     let listener = notify::inherited_listener(&env)?;
     let result = actix_rt::System::new().block_on(async move {
@@ -44,7 +48,7 @@ pub fn serve(
         actix_rt::spawn(async move {
             while hup.recv().await.is_some() {
                 tracing::info!("SIGHUP received: reloading the configuration");
-                if reloads.send(load()).is_err() {
+                if reloads.send(load(reload_from.as_deref())).is_err() {
                     break;
                 }
             }
