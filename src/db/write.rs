@@ -222,7 +222,13 @@ fn save(
             let before = stored.clone();
             // New credentials from a client (after the user authorised again, or after
             // the SDK refreshed by itself) end any failure state: they deserve a try.
-            if token.has_credential() {
+            // The same ones saved again do not: that would cut a throttle short.
+            let new = |t: &Option<String>, stored: &Option<String>| t.is_some() && t != stored;
+            let (k, s) = (&token, &stored.token);
+            if new(&k.refresh_token, &s.refresh_token)
+                || new(&k.grant_token, &s.grant_token)
+                || new(&k.access_token, &s.access_token)
+            {
                 stored.meta.state = TokenState::Active;
                 stored.meta.failures = 0;
                 stored.meta.last_error = None;

@@ -91,11 +91,14 @@ pub(super) async fn run(
         );
     }
     // A caller does not get to cut a backoff or a throttle short: asking the provider
-    // again now is what the wait is there to prevent. (`refresh` forces, within budget.)
+    // again now is what the wait is there to prevent. `refresh` forces past a backoff
+    // (within budget), never past a throttle: Zoho lifts its block only after quiet
+    // minutes, and every call re-arms it.
+    let throttled = token.meta.last_error.as_deref() == Some("throttled");
     if let Some(retry_at) = token
         .meta
         .next_refresh_at
-        .filter(|&at| !force && at > deps.clock.now_ms())
+        .filter(|&at| (!force || throttled) && at > deps.clock.now_ms())
     {
         let error = match token.meta.last_error.as_deref() {
             Some("throttled") => RefreshError::Throttled { retry_at },

@@ -196,6 +196,21 @@ fn the_provider_throttle_pauses_refreshes_and_callers_learn_when_to_retry() {
     assert_eq!(reply["error"]["code"], "throttled");
     assert_eq!(reply["error"]["retry_at"], T0 + 15 * MINUTE);
     assert_eq!(meta(&mut c, &id)["next_refresh_at"], T0 + 15 * MINUTE);
+    // Zoho lifts the block only after quiet minutes, and every call re-arms it: not even
+    // a forced refresh, nor the same token saved again, asks before the wait is over.
+    advance_to(&d, T0 + 5 * MINUTE);
+    let again = c.request(json!({"op": "refresh", "token_id": id}));
+    assert_eq!(again["error"]["code"], "throttled", "{again}");
+    c.save(refreshable("u", T0 - 1));
+    let asked = c.request(json!({"op": "access_token", "token_id": id}));
+    assert_eq!(asked["error"]["code"], "throttled", "{asked}");
+    assert_eq!(zoho.count(), 1, "asked the provider during its block");
+    // New credentials (the user authorised again) deserve a try at once.
+    let mut renewed = refreshable("u", T0 - 1);
+    renewed["refresh_token"] = json!("SECRET-rt-u-2");
+    c.save(renewed);
+    c.request(json!({"op": "access_token", "token_id": id}));
+    assert_eq!(zoho.count(), 2);
 }
 
 #[test]
