@@ -226,6 +226,7 @@ impl RefresherActor {
 
     fn load(&mut self, after: Option<String>, ctx: &mut Context<Self>) {
         let store = self.deps.store.clone();
+        let again = after.clone();
         let page = async move {
             if after.is_some() {
                 store::let_clients_in().await;
@@ -237,7 +238,13 @@ impl RefresherActor {
             let rows = match page {
                 Ok(Ok(rows)) => rows,
                 Ok(Err(e)) => {
-                    return tracing::error!(error = %e, "cannot load the refresh schedule")
+                    // A store failure (I/O, a full disk) must not leave the tokens after
+                    // this page unscheduled for the life of the process: try the page
+                    // again after a backoff, serving what is loaded meanwhile.
+                    let retry = act.deps.cfg().backoff_initial;
+                    tracing::error!(error = %e, ?retry, "cannot load the refresh schedule; trying again");
+                    ctx.run_later(retry, move |act, ctx| act.load(again, ctx));
+                    return act.arm(ctx);
                 }
                 Err(_) => return,
             };
