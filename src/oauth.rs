@@ -235,7 +235,14 @@ impl OAuthClient {
             .await
             .map_err(request_failed)?;
         let status = response.status();
-        tracing::debug!(%url, status = status.as_u16(), "accounts server answered");
+        // The origin and path only: a configured URL may carry `user:password@`.
+        let server = reqwest::Url::parse(&url).map(|u| u.origin().ascii_serialization());
+        tracing::debug!(
+            server = server.as_deref().unwrap_or("?"),
+            path,
+            status = status.as_u16(),
+            "accounts server answered"
+        );
         if status == StatusCode::TOO_MANY_REQUESTS {
             return Err(OAuthError::Throttled);
         }
