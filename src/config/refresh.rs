@@ -43,6 +43,8 @@ struct RawAccounts {
     url: String,
 }
 
+const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 pub(super) fn validate_refresh(raw: RawRefresh) -> Result<RefreshConfig, ConfigError> {
     let url = |key: &'static str, u: String| match crate::oauth::http_url(&u) {
         Some(_) => Ok(u.trim().trim_end_matches('/').to_owned()),
@@ -107,6 +109,28 @@ pub(super) fn validate_refresh(raw: RawRefresh) -> Result<RefreshConfig, ConfigE
     }
     if c.timeout.is_zero() || c.connect_timeout.is_zero() {
         return Err(invalid("refresh.timeout", "timeouts must be above zero"));
+    }
+    if c.budget_window.is_zero() {
+        return Err(invalid(
+            "refresh.budget_window",
+            "must be above zero (a zero window would lift the rate budget)",
+        ));
+    }
+    // Past a week none of these means anything, and far past it the schedule's
+    // arithmetic on them would overflow.
+    for (key, d) in [
+        ("refresh.min_lead", c.min_lead),
+        ("refresh.max_lead", c.max_lead),
+        ("refresh.min_validity", c.min_validity),
+        ("refresh.budget_window", c.budget_window),
+        ("refresh.backoff_max", c.backoff_max),
+        ("refresh.throttle_wait", c.throttle_wait),
+        ("refresh.connect_timeout", c.connect_timeout),
+        ("refresh.timeout", c.timeout),
+    ] {
+        if d > MAX_DURATION {
+            return Err(invalid(key, "must be at most 7 days"));
+        }
     }
     Ok(c)
 }

@@ -120,6 +120,11 @@ fn bad_keys_and_values_are_refused_with_the_key_named() {
     assert!(error_for("[store]\nbusy_timeout = \"soon\"\n").contains("busy_timeout"));
     assert!(error_for("[store]\npath = \"relative.db\"\n").contains("store.path"));
     assert!(error_for("[log]\nlevel = \"=bad=\"\n").contains("log.level"));
+    assert!(error_for("[refresh]\nbudget_window = \"0s\"\n").contains("refresh.budget_window"));
+    for key in ["backoff_max", "throttle_wait", "max_lead", "timeout"] {
+        let e = error_for(&format!("[refresh]\n{key} = \"100000000days\"\n"));
+        assert!(e.contains(&format!("refresh.{key}")), "{key}: {e}");
+    }
     // Refused here, as the daemon's OAuth client would refuse them at start: an
     // accounts URL needs a host.
     for url in ["https://", "ftp://accounts.zoho.com", "accounts.zoho.com"] {

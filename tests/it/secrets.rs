@@ -224,7 +224,9 @@ fn no_secret_in_the_log_when_refreshes_succeed_or_are_refused() {
         }
     });
     // A URL may carry a password (for a proxy, say): it must not be logged either.
-    let url = zoho.url.replace("http://", "http://tokend:SECRET-password@");
+    let url = zoho
+        .url
+        .replace("http://", "http://tokend:SECRET-password@");
     let config = format!("[refresh]\naccounts_url = \"{url}\"\n");
     let mut daemon = Daemon::start_with(&config, &[]);
     let mut c = daemon.client();
