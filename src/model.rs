@@ -172,6 +172,10 @@ pub struct Meta {
     /// finishes after a client replaced or re-saved the token can tell, and step aside.
     #[serde(skip)]
     pub version: i64,
+    /// Epoch ms when `expiry_time` was last set: where the access token's lifetime, and
+    /// so the refresh lead, is measured from.
+    #[serde(skip)]
+    pub expiry_set_at: Option<i64>,
 }
 
 /// A token as stored: the record plus tokend's metadata.

@@ -31,7 +31,7 @@ impl ScheduleInput {
         (is_refreshable(&t.token) && t.meta.state == TokenState::Active).then(|| ScheduleInput {
             // No access token: nothing to keep alive yet, so refresh as soon as possible.
             expiry_ms: t.token.access_token.as_ref().and(t.token.expiry_ms()),
-            saved_at: t.meta.updated_at,
+            saved_at: t.meta.expiry_set_at.unwrap_or(t.meta.updated_at),
             next_refresh_at: t.meta.next_refresh_at,
         })
     }

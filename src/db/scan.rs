@@ -33,7 +33,8 @@ pub struct Ended {
 pub(super) fn schedule_page_sql() -> String {
     format!(
         "SELECT id, CASE WHEN access_token IS NULL THEN NULL ELSE expiry_time END, \
-                updated_at, next_refresh_at FROM tokens INDEXED BY tokens_page_key \
+                coalesce(expiry_set_at, updated_at), next_refresh_at \
+         FROM tokens INDEXED BY tokens_page_key \
          WHERE page_key > {AFTER} AND refresh_token IS NOT NULL AND client_id IS NOT NULL \
            AND client_secret IS NOT NULL AND state = 'active' \
          ORDER BY page_key LIMIT ?2"

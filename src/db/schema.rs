@@ -65,6 +65,13 @@ CREATE INDEX tokens_state ON tokens(state);
 ALTER TABLE id_counter ADD COLUMN next_version INTEGER NOT NULL DEFAULT 1;
 UPDATE id_counter SET next_version = (SELECT coalesce(max(version), 0) + 1 FROM tokens);
 "#,
+    r#"
+-- v5: when the expiry_time was last set. The refresh lead is a fraction of the access
+-- token's lifetime, measured from here; measured from updated_at, a save that changed
+-- something else late in the token's life squeezed the lead to its floor.
+ALTER TABLE tokens ADD COLUMN expiry_set_at INTEGER;
+UPDATE tokens SET expiry_set_at = updated_at WHERE expiry_time IS NOT NULL;
+"#,
 ];
 
 /// The migration (0-based) after which `fill_access_hashes` runs.

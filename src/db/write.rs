@@ -170,6 +170,7 @@ fn apply_refresh(stored: &mut StoredToken, change: RefreshUpdate, now: i64) {
         } => {
             token.access_token = Some(access_token);
             token.expiry_time = Some(expiry_time);
+            meta.expiry_set_at = Some(now);
             if refresh_token.is_some() {
                 token.refresh_token = refresh_token;
             }
@@ -235,6 +236,9 @@ fn save(
                 stored.meta.next_refresh_at = None;
             }
             stored.token.merge_from(token);
+            if stored.token.expiry_time != before.token.expiry_time {
+                stored.meta.expiry_set_at = Some(now);
+            }
             stored.meta.updated_at = now;
             stored.meta.last_used_at = Some(now);
             update(tx, &before, &mut stored, versions)?;
@@ -261,6 +265,7 @@ fn save(
                     }
                 }
             }
+            let expiry_set_at = token.expiry_time.is_some().then_some(now);
             let stored = StoredToken {
                 token,
                 meta: Meta {
@@ -268,6 +273,7 @@ fn save(
                     updated_at: now,
                     last_used_at: Some(now),
                     version: next_version(versions),
+                    expiry_set_at,
                     ..Meta::default()
                 },
             };
@@ -296,7 +302,7 @@ fn next_id(tx: &Connection) -> Result<String, StoreError> {
 fn insert(tx: &Connection, t: &StoredToken) -> Result<(), StoreError> {
     let sql = format!(
         "INSERT INTO tokens ({COLUMNS}, access_hash) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
     );
     let hash = t.token.access_token.as_deref().map(access_hash);
     let mut values = row_params(t).to_vec();
@@ -354,7 +360,7 @@ fn conflict(e: rusqlite::Error) -> StoreError {
     }
 }
 
-fn row_params(t: &StoredToken) -> [&dyn rusqlite::ToSql; 18] {
+fn row_params(t: &StoredToken) -> [&dyn rusqlite::ToSql; 19] {
     let (k, m) = (&t.token, &t.meta);
     [
         &k.id,
@@ -375,6 +381,7 @@ fn row_params(t: &StoredToken) -> [&dyn rusqlite::ToSql; 18] {
         &m.last_error,
         &m.next_refresh_at,
         &m.version,
+        &m.expiry_set_at,
     ]
 }
 

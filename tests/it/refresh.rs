@@ -323,6 +323,33 @@ fn after_a_restart_overdue_tokens_are_refreshed_earliest_first_within_the_cap() 
 }
 
 #[test]
+fn a_save_that_leaves_the_expiry_alone_leaves_the_refresh_lead_alone() {
+    let zoho = FakeZoho::granting();
+    let d = InProcess::start(&zoho.url, |_| {});
+    let mut c = d.client();
+    c.save(refreshable("u", T0 + HOUR));
+    let due = |c: &mut Client| {
+        c.ok(json!({"op": "status"}))["next_refresh_at"]
+            .as_i64()
+            .unwrap()
+    };
+    let planned = due(&mut c);
+    // 50 minutes on, a client saves the token again with only its redirect_url changed:
+    // the access token is as old as it was, so its refresh is as early as it was (6 to
+    // 7.5 minutes ahead for an hour-long token), not squeezed to the one-minute floor as
+    // if the token had been issued 10 minutes before its expiry.
+    advance_to(&d, T0 + 50 * MINUTE);
+    let mut resaved = refreshable("u", T0 + HOUR);
+    resaved["redirect_url"] = json!("https://example.com/moved");
+    c.save(resaved);
+    let replanned = due(&mut c);
+    assert!(
+        replanned <= T0 + HOUR - 6 * MINUTE,
+        "planned at {planned}, after the save at {replanned}"
+    );
+}
+
+#[test]
 fn a_delete_cancels_the_deadline_and_a_client_save_moves_it() {
     let zoho = FakeZoho::granting();
     let d = InProcess::start(&zoho.url, |_| {});
