@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use serde_json::{json, Value};
 
 use crate::fake_zoho::FakeZoho;
-use crate::helpers::{id_of, token, Daemon, NO_REFRESH};
+use crate::helpers::{id_of, token, Daemon, QUIET};
 
 /// Not one of Zoho's data centres, so no accounts server is built in for it.
 const API_DOMAIN: &str = "https://crm.example.test";
@@ -442,7 +442,7 @@ fn cleanup_dry_run_reports_and_cleanup_removes() {
 #[test]
 fn cleanup_without_dry_run_leaves_it_to_the_daemons_config() {
     let daemon = Daemon::start_with(
-        "[refresh]\nenabled = false\n[cleanup]\ndry_run = true\n",
+        "[refresh]\nenabled = false\n[cleanup]\nenabled = false\ndry_run = true\n",
         &[],
     );
     let mut c = daemon.client();
@@ -554,7 +554,7 @@ fn a_daemon_that_is_not_running_is_exit_3_with_what_to_do() {
 
 #[test]
 fn the_socket_comes_from_tokend_socket_when_no_flag_names_it() {
-    let daemon = Daemon::start_with(NO_REFRESH, &[]);
+    let daemon = Daemon::start_with(QUIET, &[]);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokend"));
     cmd.args(["status", "--json", "--config"])
         .arg(daemon.dir().join("tokend.toml"));

@@ -248,7 +248,7 @@ fn the_socket_is_0600_in_a_0700_directory_the_daemon_creates() {
 /// Runs a daemon whose socket directory was made by someone else, as `make_dir` leaves
 /// it; it must refuse to start, name the directory and say why, and bind nothing there.
 fn refused_socket_dir(make_dir: impl FnOnce(&Path), why: &str) {
-    let daemon = Daemon::prepare(crate::helpers::NO_REFRESH, &[]);
+    let daemon = Daemon::prepare(crate::helpers::QUIET, &[]);
     let dir = daemon.socket().parent().unwrap().to_owned();
     std::fs::create_dir(&dir).unwrap();
     make_dir(&dir);
@@ -334,7 +334,7 @@ fn a_client_that_never_reads_does_not_keep_the_daemon_from_stopping() {
     // A short shutdown timeout, so the test need not wait out the default 10 s.
     let config = format!(
         "[socket]\nshutdown_timeout = \"200ms\"\n{}",
-        crate::helpers::NO_REFRESH
+        crate::helpers::QUIET
     );
     let mut daemon = Daemon::start_with(&config, &[]);
     let stored = daemon.client().save(token("unread", 1));

@@ -296,7 +296,7 @@ fn a_save_refused_mid_way_is_reported_and_a_second_run_finishes() {
     // the records before and after it are valid and saved.
     let config = format!(
         "{}[socket]\nmax_request_bytes = 2048\n",
-        crate::helpers::NO_REFRESH
+        crate::helpers::QUIET
     );
     let d = Daemon::start_with(&config, &[]);
     let mut tokens = old_tokens("partial");

@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
 use crate::fake_zoho::FakeZoho;
-use crate::helpers::{token, Client, Daemon, NotifySocket, NO_REFRESH};
+use crate::helpers::{token, Client, Daemon, NotifySocket, QUIET};
 
 /// A token with only an access token, expired in 1970: `expired_unrefreshable_grace`
 /// decides whether cleanup ends it, whatever the time is now.
@@ -37,7 +37,7 @@ fn reload(daemon: &Daemon, notify: &mut NotifySocket) -> String {
 
 #[test]
 fn sighup_applies_policies_refresh_tuning_and_log_level_without_a_restart() {
-    let before = "[refresh]\nenabled = false\n[cleanup]\nexpired_unrefreshable_grace = \"off\"\n[log]\nlevel = \"info\"\n";
+    let before = "[refresh]\nenabled = false\n[cleanup]\nenabled = false\nexpired_unrefreshable_grace = \"off\"\n[log]\nlevel = \"info\"\n";
     // RUST_LOG empty: the level comes from the file.
     let mut daemon = Daemon::prepare(before, &[("RUST_LOG", "")]);
     let mut notify = NotifySocket::bind(daemon.dir());
@@ -57,7 +57,7 @@ fn sighup_applies_policies_refresh_tuning_and_log_level_without_a_restart() {
     write_config(
         &daemon,
         "[refresh]\nenabled = true\naccounts_url = \"http://127.0.0.1:9\"\n\
-         [cleanup]\nexpired_unrefreshable_grace = \"1h\"\n[log]\nlevel = \"debug\"\n",
+         [cleanup]\nenabled = false\nexpired_unrefreshable_grace = \"1h\"\n[log]\nlevel = \"debug\"\n",
     );
     let ready = reload(&daemon, &mut notify);
     assert!(ready.contains("1 refreshes scheduled"), "{ready:?}");
@@ -79,7 +79,7 @@ fn sighup_applies_policies_refresh_tuning_and_log_level_without_a_restart() {
 fn sighup_carries_cleanup_dry_run_to_the_cleanup_actor() {
     let config = |dry_run: bool| {
         format!(
-            "[refresh]\nenabled = false\n[cleanup]\nexpired_unrefreshable_grace = \"1h\"\ndry_run = {dry_run}\n"
+            "[refresh]\nenabled = false\n[cleanup]\nenabled = false\nexpired_unrefreshable_grace = \"1h\"\ndry_run = {dry_run}\n"
         )
     };
     let mut daemon = Daemon::prepare(&config(false), &[]);
@@ -152,8 +152,7 @@ fn sighup_with_new_provider_endpoints_reaches_the_cleanup_actors_revoke() {
 
 #[test]
 fn sighup_with_a_broken_file_keeps_the_running_configuration_and_says_why() {
-    let policy =
-        |grace: &str| format!("{NO_REFRESH}[cleanup]\nexpired_unrefreshable_grace = \"{grace}\"\n");
+    let policy = |grace: &str| format!("{QUIET}expired_unrefreshable_grace = \"{grace}\"\n");
     let mut daemon = Daemon::prepare(&policy("1h"), &[]);
     let mut notify = NotifySocket::bind(daemon.dir());
     daemon.set_env("NOTIFY_SOCKET", notify.path());
@@ -193,8 +192,8 @@ fn sighup_refuses_new_socket_and_database_paths_and_applies_nothing() {
     let mut daemon = Daemon::prepare("", &[]);
     let config = |socket: &Path, db: &Path, grace: &str| {
         format!(
-            "[socket]\npath = {socket:?}\n[store]\npath = {db:?}\n{NO_REFRESH}\
-             [cleanup]\nexpired_unrefreshable_grace = \"{grace}\"\n"
+            "[socket]\npath = {socket:?}\n[store]\npath = {db:?}\n{QUIET}\
+             expired_unrefreshable_grace = \"{grace}\"\n"
         )
     };
     write_config(&daemon, &config(&daemon.socket(), &daemon.db(), "off"));

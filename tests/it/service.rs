@@ -15,9 +15,7 @@ use std::sync::Arc;
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
-use crate::helpers::{
-    check_reply_shape, token, Client, Daemon, NotifySocket, NO_REFRESH, READ_TIMEOUT,
-};
+use crate::helpers::{check_reply_shape, token, Client, Daemon, NotifySocket, QUIET, READ_TIMEOUT};
 use crate::inproc::eventually;
 
 fn count_lines(messages: &[String], line: &str) -> usize {
@@ -29,7 +27,7 @@ fn count_lines(messages: &[String], line: &str) -> usize {
 
 #[test]
 fn ready_comes_once_the_socket_accepts_and_stopping_comes_on_sigterm() {
-    let mut daemon = Daemon::prepare(NO_REFRESH, &[]);
+    let mut daemon = Daemon::prepare(QUIET, &[]);
     let mut notify = NotifySocket::bind(daemon.dir());
     daemon.set_env("NOTIFY_SOCKET", notify.path());
     daemon.spawn();
@@ -60,7 +58,7 @@ fn ready_comes_once_the_socket_accepts_and_stopping_comes_on_sigterm() {
 
 #[test]
 fn a_daemon_that_cannot_start_never_says_ready() {
-    let mut daemon = Daemon::prepare(NO_REFRESH, &[]);
+    let mut daemon = Daemon::prepare(QUIET, &[]);
     let mut notify = NotifySocket::bind(daemon.dir());
     daemon.set_env("NOTIFY_SOCKET", notify.path());
     // A plain file where the socket should go: tokend refuses to delete it.
@@ -74,7 +72,7 @@ fn a_daemon_that_cannot_start_never_says_ready() {
 
 #[test]
 fn the_watchdog_is_fed_when_systemd_asks_for_it() {
-    let mut daemon = Daemon::prepare(NO_REFRESH, &[]);
+    let mut daemon = Daemon::prepare(QUIET, &[]);
     let mut notify = NotifySocket::bind(daemon.dir());
     daemon.set_env("NOTIFY_SOCKET", notify.path());
     // 200 ms: a ping every 100 ms. WATCHDOG_PID unset means "this process".
@@ -92,7 +90,7 @@ const ACTIVATE: &str = r#"exec 3<&0 0</dev/null; LISTEN_PID=$$ LISTEN_FDS=1 exec
 
 #[test]
 fn a_passed_listening_socket_is_served_and_left_in_place() {
-    let mut daemon = Daemon::prepare(NO_REFRESH, &[]);
+    let mut daemon = Daemon::prepare(QUIET, &[]);
     let passed = daemon.dir().join("passed.sock");
     let listener = UnixListener::bind(&passed).unwrap();
     let mut cmd = Command::new("sh");
@@ -138,7 +136,7 @@ fn systemd_socket_activate_starts_it_on_the_first_connection() {
         );
         return;
     };
-    let mut daemon = Daemon::prepare(NO_REFRESH, &[]);
+    let mut daemon = Daemon::prepare(QUIET, &[]);
     let passed = daemon.dir().join("activate.sock");
     let mut cmd = Command::new(tool);
     // It passes no environment but what -E names.

@@ -38,10 +38,12 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(20);
 const POLL_INTERVAL: Duration = Duration::from_millis(2);
 
 /// The configuration these tests run the daemon with: the built-in defaults, except that
-/// the refresher is off. Test tokens name Zoho's real domains and carry past expiry
-/// times; a refresher would send them to Zoho's accounts server and change their state
-/// under the assertions. The refresher has its own tests (`refresh.rs`).
-pub const NO_REFRESH: &str = "[refresh]\nenabled = false\n";
+/// nothing runs on a timer. Test tokens name Zoho's real domains and carry past expiry
+/// times; a refresher would send them to Zoho's accounts server, and the cleanup's
+/// schedule (every 5 minutes of the wall clock) would remove some in the middle of a
+/// test. Both have their own tests (`refresh.rs`, `cleanup.rs`); a `cleanup` request
+/// still runs a pass. Ends inside `[cleanup]`, so a test may add keys of that section.
+pub const QUIET: &str = "[refresh]\nenabled = false\n[cleanup]\nenabled = false\n";
 /// The real daemon, on a temp dir of its own. Dropping it kills the process and removes
 /// the directory.
 pub struct Daemon {
@@ -54,12 +56,12 @@ pub struct Daemon {
 impl Daemon {
     /// Starts a daemon logging at trace level and waits until it answers a ping.
     pub fn start() -> Daemon {
-        Daemon::start_with(NO_REFRESH, &[])
+        Daemon::start_with(QUIET, &[])
     }
 
     /// Like `start`, with extra environment variables (e.g. another `RUST_LOG`).
     pub fn start_with_env(env: &[(&str, &str)]) -> Daemon {
-        Daemon::start_with(NO_REFRESH, env)
+        Daemon::start_with(QUIET, env)
     }
 
     /// Starts a daemon with `config` as its configuration file and extra environment.
