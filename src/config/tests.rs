@@ -13,6 +13,16 @@ fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
     path
 }
 
+/// The built-in defaults, from an empty file: `Config::load(None, ..)` would read this
+/// machine's /etc/tokend/tokend.toml if it had one.
+fn builtin(e: &HashMap<String, String>) -> Config {
+    let dir = tempfile::tempdir().unwrap();
+    Config {
+        source: None,
+        ..Config::load(Some(&write(&dir, "")), e).unwrap()
+    }
+}
+
 /// The shipped file documents each default as a commented-out `#key = value` line.
 /// Uncommented, it must configure exactly the built-in defaults.
 #[test]
@@ -33,7 +43,7 @@ fn shipped_file_documents_the_built_in_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let e = env(&[("HOME", "/home/u"), ("XDG_RUNTIME_DIR", "/run/user/1")]);
     let from_file = Config::load(Some(&write(&dir, &uncommented)), &e).unwrap();
-    let defaults = Config::load(None, &e).unwrap();
+    let defaults = builtin(&e);
     assert_eq!(
         Config {
             source: None,
@@ -145,8 +155,14 @@ fn a_missing_file_is_an_error_that_names_it() {
 
 #[test]
 fn unrelated_tokend_variables_are_ignored_but_bad_sections_are_not() {
-    assert!(Config::load(None, &env(&[("TOKEND_BIN", "/x"), ("TOKEND_SOCKET", "/s")])).is_ok());
-    let e = Config::load(None, &env(&[("TOKEND_SOKET__PATH", "/x")])).unwrap_err();
+    let dir = tempfile::tempdir().unwrap();
+    let empty = write(&dir, "");
+    assert!(Config::load(
+        Some(&empty),
+        &env(&[("TOKEND_BIN", "/x"), ("TOKEND_SOCKET", "/s")])
+    )
+    .is_ok());
+    let e = Config::load(Some(&empty), &env(&[("TOKEND_SOKET__PATH", "/x")])).unwrap_err();
     assert!(e.to_string().contains("soket"), "{e}");
 }
 

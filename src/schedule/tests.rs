@@ -1,8 +1,12 @@
 use super::*;
 use crate::config::Config;
 
+/// The built-in defaults, from an empty file (not this machine's /etc/tokend/tokend.toml).
 fn cfg() -> RefreshConfig {
-    Config::load(None, &HashMap::new()).unwrap().refresh
+    let file = tempfile::NamedTempFile::new().unwrap();
+    Config::load(Some(file.path()), &HashMap::new())
+        .unwrap()
+        .refresh
 }
 
 const HOUR: i64 = 3_600_000;

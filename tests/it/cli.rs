@@ -511,9 +511,11 @@ fn config_check_prints_a_loadable_effective_config_and_names_a_bad_key() {
 fn config_check_json_with_a_path_that_is_not_utf8_prints_it_instead_of_panicking() {
     use std::os::unix::ffi::OsStrExt;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokend"));
+    let empty = tempfile::NamedTempFile::new().unwrap();
     cmd.arg("--socket")
         .arg(std::ffi::OsStr::from_bytes(b"/tmp/tok\xffend.sock"))
-        .args(["config", "check", "--json"]);
+        .args(["config", "check", "--json"])
+        .arg(empty.path());
     let j = run(cmd, "", &[("HOME", "/home/u")]).ok().json();
     assert_eq!(j["socket"]["path"], "/tmp/tok\u{fffd}end.sock");
 }

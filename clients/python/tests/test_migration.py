@@ -25,7 +25,9 @@ FIELDS = ["id", "user_name", "client_id", "client_secret", "refresh_token", "acc
 
 def tokend_cli(daemon, *args):
     """`tokend --socket S <args>`; the import and export talk to the running daemon."""
-    return subprocess.run([TOKEND_BIN, "--socket", daemon.socket, *args], capture_output=True,
+    # The daemon's own (empty) config file: never /etc/tokend/tokend.toml of this machine.
+    return subprocess.run([TOKEND_BIN, "--socket", daemon.socket, "--config", str(daemon.config), *args],
+                          capture_output=True,
                           text=True, timeout=DEADLINE, env=daemon.env)
 
 
