@@ -76,6 +76,8 @@ pub struct GetStatus;
 pub struct Status {
     pub scheduled: usize,
     pub in_flight: usize,
+    /// Callers (`access_token`, `refresh`) waiting for those refreshes to end.
+    pub waiting: usize,
     pub refreshed: u64,
     pub failed: u64,
     pub next_refresh_at: Option<i64>,
@@ -88,6 +90,7 @@ impl Handler<GetStatus> for RefresherActor {
         MessageResult(Status {
             scheduled: self.deadlines.len(),
             in_flight: self.in_flight.len(),
+            waiting: self.in_flight.values().map(Vec::len).sum(),
             refreshed: self.deps.refreshed.get(),
             failed: self.deps.failed.get(),
             next_refresh_at: self.deadlines.next(),

@@ -103,7 +103,11 @@ fn fifty_concurrent_requests_for_an_expired_token_cause_one_refresh() {
             })
         })
         .collect();
-    zoho.wait_for_count(1);
+    // Every caller waits on the one refresh before the provider answers it.
+    let mut c = d.client();
+    eventually("all fifty callers to wait on the refresh", || {
+        c.ok(json!({"op": "status"}))["waiting"] == 50
+    });
     zoho.release(1);
     for caller in callers {
         assert_eq!(caller.join().unwrap()["access_token"], "SECRET-new-1");
@@ -440,7 +444,11 @@ fn shutdown_waits_for_a_refresh_under_way_to_be_stored() {
     let d = InProcess::start(&zoho.url, |_| {});
     let id = id_of(&d.client().save(refreshable("u", T0 - 1)));
     zoho.wait_for_count(1);
+    let socket = d.socket();
     let stopping = std::thread::spawn(move || d.stop());
+    // Answer only once the daemon is stopping: its socket is gone just before it waits
+    // for the refreshes under way.
+    eventually("the daemon to stop listening", || !socket.exists());
     zoho.release(1);
     let (dir, config) = stopping.join().unwrap();
     zoho.open_gate();
