@@ -544,7 +544,7 @@ fn an_accounts_url_that_is_not_http_is_a_setup_error() {
 }
 
 #[test]
-fn grant_debug_and_error_messages_hold_no_secrets() {
+fn grant_debug_holds_no_secrets() {
     let grant = Grant {
         access_token: ACCESS_TOKEN.into(),
         refresh_token: Some(ROTATED_REFRESH.into()),
@@ -557,21 +557,6 @@ fn grant_debug_and_error_messages_hold_no_secrets() {
         "{shown}"
     );
     assert!(shown.contains("<redacted>") && shown.contains("www.zohoapis.com"));
-    let errors = [
-        OAuthError::Permanent {
-            code: "invalid_code".into(),
-        },
-        OAuthError::Throttled,
-        transient("HTTP 503"),
-        OAuthError::NoAccountsServer {
-            api_domain: "https://x.test".into(),
-        },
-        OAuthError::Setup {
-            reason: "tls".into(),
-        },
-    ];
-    for error in errors {
-        assert_no_secrets(&error);
-        assert!(!error.to_string().is_empty());
-    }
+    // (Error messages are checked where they are made from real answers that carry
+    // secrets: `refresh_error` and `assert_no_secrets` in the tests above.)
 }

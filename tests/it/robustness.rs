@@ -36,6 +36,16 @@ fn assert_unharmed(daemon: &Daemon, same: Option<&mut Client>, before: &[Value])
     assert_eq!(fresh.snapshot(), before, "stored data changed");
 }
 
+/// For clients that left without waiting for their effect: a clean stop (which waits for
+/// every connection) proves the daemon outlived them, and the store after a restart that
+/// nothing they sent was written late.
+fn assert_unharmed_to_the_end(daemon: &mut Daemon, before: &[Value]) {
+    let status = daemon.stop();
+    assert_eq!(status.code(), Some(0), "{status}");
+    daemon.launch();
+    assert_eq!(daemon.client().snapshot(), before, "stored data changed");
+}
+
 /// Sends `line` (a newline is added) and expects one error reply with `code`, echoing
 /// `seq`, whose message mentions `names` when given.
 fn expect_error(c: &mut Client, line: &[u8], code: &str, seq: &Value, names: Option<&str>) {
@@ -457,7 +467,7 @@ fn an_escaped_nul_in_a_value_is_kept_whole_or_refused() {
 
 #[test]
 fn a_half_written_line_then_disconnect_stores_nothing() {
-    let (daemon, before) = seeded();
+    let (mut daemon, before) = seeded();
     let partial = br#"{"op":"save_token","token":{"user_name":"half@example.com:1","client_id":"1000.H","client_secret":"h","refresh_token":"1000.half""#;
     // Dropped outright.
     {
@@ -505,11 +515,13 @@ fn a_half_written_line_then_disconnect_stores_nothing() {
         Value::Null
     );
     assert_unharmed(&daemon, None, &before);
+    drop(fresh);
+    assert_unharmed_to_the_end(&mut daemon, &before);
 }
 
 #[test]
 fn a_client_that_leaves_without_reading_its_replies_harms_nothing() {
-    let (daemon, before) = seeded();
+    let (mut daemon, before) = seeded();
     {
         let mut c = daemon.client();
         let mut bytes = Vec::new();
@@ -525,6 +537,7 @@ fn a_client_that_leaves_without_reading_its_replies_harms_nothing() {
         c.send(&bytes).unwrap();
     }
     assert_unharmed(&daemon, None, &before);
+    assert_unharmed_to_the_end(&mut daemon, &before);
 }
 
 #[test]
