@@ -125,6 +125,13 @@ impl Token {
     }
 }
 
+/// Whether `s` is an `expiry_time` tokend accepts: epoch milliseconds as digits only (no
+/// sign), small enough for an i64. A 19-digit value past i64::MAX would be stored but
+/// read back as no expiry at all, and the token taken for expired.
+pub fn is_epoch_ms(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<i64>().is_ok()
+}
+
 /// Whether the refresher may renew a token on its own: it needs the refresh token and
 /// the client credentials to send with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]

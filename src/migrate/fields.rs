@@ -119,10 +119,10 @@ impl Field {
                     self.name()
                 ));
             }
-            // The SDK calls len() then int() on it, and tokend's protocol takes digits
-            // only; 19 digits is every epoch-milliseconds value an i64 holds.
-            if self == Field::ExpiryTime && (v.len() > 19 || !v.bytes().all(|b| b.is_ascii_digit()))
-            {
+            // The SDK calls len() then int() on it; tokend's protocol takes what
+            // `is_epoch_ms` does, so a record the daemon would refuse is refused here,
+            // before anything is saved.
+            if self == Field::ExpiryTime && !crate::model::is_epoch_ms(v) {
                 return Err(
                     "`expiry_time` must be epoch milliseconds: digits only, or empty".into(),
                 );

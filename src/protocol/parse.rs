@@ -142,7 +142,7 @@ pub fn token(v: Value) -> Result<Token, WireError> {
         };
     }
     if let Some(e) = &t.expiry_time {
-        if e.len() > 19 || !e.bytes().all(|b| b.is_ascii_digit()) {
+        if !crate::model::is_epoch_ms(e) {
             return Err(bad("token field `expiry_time` must be epoch milliseconds, as a string of digits or an integer"));
         }
     }

@@ -87,10 +87,23 @@ fn errors_name_the_problem() {
         "unknown token field `colour`"
     );
     assert!(error_message(json!({"op": "get_tokens", "limit": -1})).contains("`limit`"));
-    assert!(
-        error_message(json!({"op": "save_token", "token": {"expiry_time": "soon"}}))
-            .contains("expiry_time")
-    );
+    for bad in [
+        "soon",
+        "+1795330406683",
+        "9223372036854775808",
+        "99999999999999999999",
+    ] {
+        assert!(
+            error_message(json!({"op": "save_token", "token": {"expiry_time": bad}}))
+                .contains("expiry_time"),
+            "{bad}"
+        );
+    }
+    assert!(parsed(
+        json!({"op": "save_token", "token": {"refresh_token": "r", "expiry_time": "9223372036854775807"}})
+    )
+    .1
+    .is_ok());
     assert_eq!(
         parse(b"[1]").1.unwrap_err().message,
         "a request must be a JSON object"
