@@ -214,8 +214,9 @@ fn revoke_and_delete_revokes_each_token_once_and_keeps_it_when_revoke_fails() {
     assert_eq!(zoho.requests()[2].1["token"], "SECRET-rt-stuck");
 }
 
-#[test]
-fn revoke_and_delete_keeps_a_session_given_new_credentials_while_its_revoke_was_in_the_air() {
+/// A daemon whose sessions end after a day idle, by revoke_and_delete, at an accounts
+/// server whose gate is closed: each revoke waits until the test releases it.
+fn revoking(tweak: impl FnOnce(&mut Config)) -> (FakeZoho, InProcess) {
     let zoho = FakeZoho::start(|_, _, _| (200, json!({"status": "success"}).to_string()));
     zoho.close_gate();
     let d = InProcess::start(&zoho.url, |c| {
@@ -227,13 +228,25 @@ fn revoke_and_delete_keeps_a_session_given_new_credentials_while_its_revoke_was_
             },
         );
         c.cleanup.action = CleanupAction::RevokeAndDelete;
+        tweak(c);
     });
+    (zoho, d)
+}
+
+/// A real pass on a connection of its own; joined, the user names it removed.
+fn pass_in_background(d: &InProcess) -> std::thread::JoinHandle<BTreeSet<String>> {
+    let socket = d.socket();
+    std::thread::spawn(move || pass(&mut Client::connect(&socket), false))
+}
+
+#[test]
+fn revoke_and_delete_keeps_a_session_given_new_credentials_while_its_revoke_was_in_the_air() {
+    let (zoho, d) = revoking(|_| {});
     let mut c = d.client();
     c.save(token("again", "app"));
     c.save(token("used", "app"));
     advance_to(&d, T0 + 2 * DAY);
-    let socket = d.socket();
-    let cleanup = std::thread::spawn(move || pass(&mut Client::connect(&socket), false));
+    let cleanup = pass_in_background(&d);
     // The pass revokes one session at a time, in the order they were saved.
     zoho.wait_for_count(1);
     let mut signed_in_again = token("again", "app");
@@ -254,24 +267,12 @@ fn revoke_and_delete_keeps_a_session_given_new_credentials_while_its_revoke_was_
 
 #[test]
 fn revoke_and_delete_never_revokes_an_idle_session_used_after_the_pass_judged_it() {
-    let zoho = FakeZoho::start(|_, _, _| (200, json!({"status": "success"}).to_string()));
-    zoho.close_gate();
-    let d = InProcess::start(&zoho.url, |c| {
-        configure(
-            c,
-            Limits {
-                idle_timeout: days(1),
-                ..Limits::default()
-            },
-        );
-        c.cleanup.action = CleanupAction::RevokeAndDelete;
-    });
+    let (zoho, d) = revoking(|_| {});
     let mut c = d.client();
     c.save(token("first", "app"));
     c.save(token("back", "app"));
     advance_to(&d, T0 + 2 * DAY);
-    let socket = d.socket();
-    let cleanup = std::thread::spawn(move || pass(&mut Client::connect(&socket), false));
+    let cleanup = pass_in_background(&d);
     // Both were judged idle; while the first one's revoke is in the air, the other
     // comes back (the use is in memory only, not yet on disk).
     zoho.wait_for_count(1);
@@ -284,20 +285,8 @@ fn revoke_and_delete_never_revokes_an_idle_session_used_after_the_pass_judged_it
 
 #[test]
 fn a_stop_during_a_revoke_the_provider_never_answers_ends_the_pass_and_keeps_the_token() {
-    let zoho = FakeZoho::start(|_, _, _| (200, json!({"status": "success"}).to_string()));
-    zoho.close_gate();
-    let d = InProcess::start(&zoho.url, |c| {
-        configure(
-            c,
-            Limits {
-                idle_timeout: days(1),
-                ..Limits::default()
-            },
-        );
-        c.cleanup.action = CleanupAction::RevokeAndDelete;
-        // Far past any stop timeout: only the stop itself can end this revoke.
-        c.refresh.timeout = Duration::from_secs(3600);
-    });
+    // Far past any stop timeout: only the stop itself can end this revoke.
+    let (zoho, d) = revoking(|c| c.refresh.timeout = Duration::from_secs(3600));
     let mut c = d.client();
     c.save(token("stuck", "app"));
     c.save(token("next", "app"));
