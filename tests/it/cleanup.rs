@@ -215,8 +215,9 @@ fn revoke_and_delete_revokes_each_token_once_and_keeps_it_when_revoke_fails() {
 }
 
 /// A daemon whose sessions end after a day idle, by revoke_and_delete, at an accounts
-/// server whose gate is closed: each revoke waits until the test releases it.
-fn revoking(tweak: impl FnOnce(&mut Config)) -> (FakeZoho, InProcess) {
+/// server whose gate is closed (each revoke waits until the test releases it); `users`
+/// saved, in that order, and then left idle two days.
+fn revoking(users: [&str; 2], tweak: impl FnOnce(&mut Config)) -> (FakeZoho, InProcess) {
     let zoho = FakeZoho::start(|_, _, _| (200, json!({"status": "success"}).to_string()));
     zoho.close_gate();
     let d = InProcess::start(&zoho.url, |c| {
@@ -230,6 +231,11 @@ fn revoking(tweak: impl FnOnce(&mut Config)) -> (FakeZoho, InProcess) {
         c.cleanup.action = CleanupAction::RevokeAndDelete;
         tweak(c);
     });
+    let mut c = d.client();
+    for user in users {
+        c.save(token(user, "app"));
+    }
+    advance_to(&d, T0 + 2 * DAY);
     (zoho, d)
 }
 
@@ -241,11 +247,8 @@ fn pass_in_background(d: &InProcess) -> std::thread::JoinHandle<BTreeSet<String>
 
 #[test]
 fn revoke_and_delete_keeps_a_session_given_new_credentials_while_its_revoke_was_in_the_air() {
-    let (zoho, d) = revoking(|_| {});
+    let (zoho, d) = revoking(["again", "used"], |_| {});
     let mut c = d.client();
-    c.save(token("again", "app"));
-    c.save(token("used", "app"));
-    advance_to(&d, T0 + 2 * DAY);
     let cleanup = pass_in_background(&d);
     // The pass revokes one session at a time, in the order they were saved.
     zoho.wait_for_count(1);
@@ -267,11 +270,8 @@ fn revoke_and_delete_keeps_a_session_given_new_credentials_while_its_revoke_was_
 
 #[test]
 fn revoke_and_delete_never_revokes_an_idle_session_used_after_the_pass_judged_it() {
-    let (zoho, d) = revoking(|_| {});
+    let (zoho, d) = revoking(["first", "back"], |_| {});
     let mut c = d.client();
-    c.save(token("first", "app"));
-    c.save(token("back", "app"));
-    advance_to(&d, T0 + 2 * DAY);
     let cleanup = pass_in_background(&d);
     // Both were judged idle; while the first one's revoke is in the air, the other
     // comes back (the use is in memory only, not yet on disk).
@@ -286,11 +286,9 @@ fn revoke_and_delete_never_revokes_an_idle_session_used_after_the_pass_judged_it
 #[test]
 fn a_stop_during_a_revoke_the_provider_never_answers_ends_the_pass_and_keeps_the_token() {
     // Far past any stop timeout: only the stop itself can end this revoke.
-    let (zoho, d) = revoking(|c| c.refresh.timeout = Duration::from_secs(3600));
-    let mut c = d.client();
-    c.save(token("stuck", "app"));
-    c.save(token("next", "app"));
-    advance_to(&d, T0 + 2 * DAY);
+    let (zoho, d) = revoking(["stuck", "next"], |c| {
+        c.refresh.timeout = Duration::from_secs(3600)
+    });
     let socket = d.socket();
     let cleanup =
         std::thread::spawn(move || Client::connect(&socket).request(json!({"op": "cleanup"})));
