@@ -185,16 +185,7 @@ fn revoke_and_delete_revokes_each_token_once_and_keeps_it_when_revoke_fails() {
             (200, json!({"status": "success"}).to_string())
         }
     });
-    let d = InProcess::start(&zoho.url, |c| {
-        configure(
-            c,
-            Limits {
-                idle_timeout: days(1),
-                ..Limits::default()
-            },
-        );
-        c.cleanup.action = CleanupAction::RevokeAndDelete;
-    });
+    let d = InProcess::start(&zoho.url, revoke_after_a_day_idle);
     let mut c = d.client();
     c.save(token("gone", "app"));
     c.save(token("stuck", "app"));
@@ -214,6 +205,18 @@ fn revoke_and_delete_revokes_each_token_once_and_keeps_it_when_revoke_fails() {
     assert_eq!(zoho.requests()[2].1["token"], "SECRET-rt-stuck");
 }
 
+/// Sessions end after a day idle, by revoke_and_delete.
+fn revoke_after_a_day_idle(c: &mut Config) {
+    configure(
+        c,
+        Limits {
+            idle_timeout: days(1),
+            ..Limits::default()
+        },
+    );
+    c.cleanup.action = CleanupAction::RevokeAndDelete;
+}
+
 /// A daemon whose sessions end after a day idle, by revoke_and_delete, at an accounts
 /// server whose gate is closed (each revoke waits until the test releases it); `users`
 /// saved, in that order, and then left idle two days.
@@ -221,14 +224,7 @@ fn revoking(users: [&str; 2], tweak: impl FnOnce(&mut Config)) -> (FakeZoho, InP
     let zoho = FakeZoho::start(|_, _, _| (200, json!({"status": "success"}).to_string()));
     zoho.close_gate();
     let d = InProcess::start(&zoho.url, |c| {
-        configure(
-            c,
-            Limits {
-                idle_timeout: days(1),
-                ..Limits::default()
-            },
-        );
-        c.cleanup.action = CleanupAction::RevokeAndDelete;
+        revoke_after_a_day_idle(c);
         tweak(c);
     });
     let mut c = d.client();
