@@ -33,7 +33,7 @@ pub const LIFETIME_MS: i64 = 24 * 3600 * 1000;
 
 /// The `tokens` columns the preload fills, as `src/db.rs` declares them. The preload
 /// refuses to run when the table has others (the schema moved on: update this list).
-const COLUMNS: [&str; 19] = [
+const COLUMNS: [&str; 20] = [
     "id",
     "user_name",
     "client_id",
@@ -52,6 +52,7 @@ const COLUMNS: [&str; 19] = [
     "last_error",
     "next_refresh_at",
     "version",
+    "expiry_set_at",
     "access_hash",
 ];
 /// Generated from `id`; SQLite fills it.
@@ -194,7 +195,8 @@ pub fn preload(db: &Path, n: u64, now: i64) -> anyhow::Result<Duration> {
                 0,              // failures
                 None::<String>, // last_error
                 None::<i64>,    // next_refresh_at
-                0,              // version: what a first save stores
+                0,              // version: below the counter's first (1)
+                now,            // expiry_set_at: the expiry is set by this save
                 hash,           // access_hash, as the daemon writes it
             ])?;
         }
