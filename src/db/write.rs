@@ -223,12 +223,16 @@ fn save(
             let before = stored.clone();
             // New credentials from a client (after the user authorised again, or after
             // the SDK refreshed by itself) end any failure state: they deserve a try.
-            // The same ones saved again do not: that would cut a throttle short.
+            // The same ones saved again do not: that would cut a throttle short. A new
+            // client id or secret counts: the provider refuses a wrong one as it does a
+            // dead refresh token (`invalid_client_secret` marks needs_reauth too).
             let new = |t: &Option<String>, stored: &Option<String>| t.is_some() && t != stored;
             let (k, s) = (&token, &stored.token);
             if new(&k.refresh_token, &s.refresh_token)
                 || new(&k.grant_token, &s.grant_token)
                 || new(&k.access_token, &s.access_token)
+                || new(&k.client_id, &s.client_id)
+                || new(&k.client_secret, &s.client_secret)
             {
                 stored.meta.state = TokenState::Active;
                 stored.meta.failures = 0;

@@ -149,6 +149,28 @@ fn a_permanent_error_marks_needs_reauth_and_stops_all_calls_but_the_old_token_is
 }
 
 #[test]
+fn a_corrected_client_secret_brings_back_a_token_the_old_one_had_marked_needs_reauth() {
+    // The operator rotated the client secret at Zoho: the stored one is refused.
+    let zoho = FakeZoho::start(|_, form, n| match form["client_secret"].as_str() {
+        "SECRET-cs" => (200, json!({"error": "invalid_client_secret"}).to_string()),
+        _ => grant(&format!("SECRET-new-{n}"), None),
+    });
+    let d = InProcess::start(&zoho.url, |c| c.refresh.enabled = false);
+    let mut c = d.client();
+    let id = id_of(&c.save(refreshable("u", T0 - 1)));
+    let reply = c.request(json!({"op": "refresh", "token_id": id}));
+    assert_eq!(reply["error"]["code"], "needs_reauth", "{reply}");
+    // The application saves the token again with the new secret; the refresh token
+    // itself was never the problem.
+    let mut fixed = refreshable("u", T0 - 1);
+    fixed["client_secret"] = json!("SECRET-cs-rotated");
+    c.save(fixed);
+    assert_eq!(meta(&mut c, &id)["state"], "active");
+    let served = c.ok(json!({"op": "access_token", "token_id": id}));
+    assert_eq!(served["access_token"], "SECRET-new-2");
+}
+
+#[test]
 fn transient_errors_retry_with_growing_jittered_delays() {
     let zoho = FakeZoho::start(|_, _, _| (500, "oops".into()));
     let d = InProcess::start(&zoho.url, |_| {});
