@@ -247,9 +247,10 @@ async fn end(
             tracing::debug!(token_id = %s.id.escape_debug(), "session changed or was used since judged; kept");
             return Ok(false);
         };
-        let revoked = judged.token.refresh_token;
-        if let Some(refresh_token) = &revoked {
-            let revoke = oauth.revoke(refresh_token, judged.token.api_domain.as_deref());
+        // With no refresh token there is nothing to revoke: the delete keeps the checks
+        // the session was judged under.
+        if let Some(refresh_token) = judged.token.refresh_token {
+            let revoke = oauth.revoke(&refresh_token, judged.token.api_domain.as_deref());
             let answer = tokio::select! {
                 answer = revoke => answer,
                 // Whether the provider got it or not, the token stays for the next run.
@@ -260,19 +261,19 @@ async fn end(
                     "revoke failed; keeping the token for the next cleanup run");
                 return Ok(false);
             }
+            // The revoke can take seconds. Whatever else changed meanwhile (a refresh, a
+            // use), the revoked credentials are dead and go; but if a save brought new
+            // ones (the user signed in again), the token is someone's live session.
+            let Some(now) = find(store, &s.id).await? else {
+                return Ok(false);
+            };
+            if now.token.refresh_token.as_deref() != Some(refresh_token.as_str()) {
+                tracing::info!(token_id = %s.id.escape_debug(), "new credentials saved during the revoke; kept");
+                return Ok(false);
+            }
+            expire.version = now.meta.version;
+            expire.used_before = i64::MAX;
         }
-        // The revoke can take seconds. Whatever else changed meanwhile (a refresh, a
-        // use), the revoked credentials are dead and go; but if a save brought new ones
-        // (the user signed in again), the token is someone's live session and stays.
-        let Some(now) = find(store, &s.id).await? else {
-            return Ok(false);
-        };
-        if now.token.refresh_token != revoked {
-            tracing::info!(token_id = %s.id.escape_debug(), "new credentials saved during the revoke; kept");
-            return Ok(false);
-        }
-        expire.version = now.meta.version;
-        expire.used_before = i64::MAX;
     }
     if !ask(store.send(expire)).await? {
         tracing::debug!(token_id = %s.id.escape_debug(), "session changed or was used during cleanup; kept");
