@@ -53,10 +53,7 @@ impl Db {
                 reason: e.to_string(),
             })?;
         }
-        keep_private(path).map_err(|e| StoreError::Open {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
+        keep_private(path);
         let mut conn = Connection::open(path).map_err(at)?;
         conn.busy_timeout(busy_timeout).map_err(at)?;
         // The store is the database's only user, so it holds the file's lock for good:
@@ -206,8 +203,19 @@ impl Db {
 /// Creates the database file 0600 if it is new, and takes group and other access away
 /// from it and its WAL if they have any: they hold every secret, and a file created
 /// under the shell's umask (or restored from a backup) would be readable by everyone.
-/// SQLite creates the WAL with the database file's mode.
-fn keep_private(path: &Path) -> std::io::Result<()> {
+/// SQLite creates the WAL with the database file's mode. Never stops the open: what it
+/// cannot do (a file another user owns, a filesystem without modes) it warns about, and
+/// a file it cannot open is SQLite's to report.
+fn keep_private(path: &Path) {
+    if path.as_os_str() == ":memory:" {
+        return;
+    }
+    if let Err(e) = try_keep_private(path) {
+        tracing::warn!(path = %path.display(), error = %e, "could not make the database private to this user");
+    }
+}
+
+fn try_keep_private(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let db = std::fs::File::options()
         .append(true)
