@@ -205,6 +205,10 @@ class _Dropper:
     ("save_token", {"token": {"user_name": "u@example.com", "refresh_token": "r"}}, True),
     ("refresh", {"token_id": "1"}, False),
     ("save_token", {"token": {"client_id": "c", "client_secret": "s", "access_token": "a"}}, False),
+    # A refresh token matches only with both client credentials beside it.
+    ("save_token", {"token": {"refresh_token": "r", "client_id": "c"}}, False),
+    ("save_token", {"token": {"refresh_token": "r", "client_id": "c", "client_secret": "s"}}, True),
+    ("save_token", {"token": {"access_token": "a"}}, True),
 ])
 def test_a_request_lost_with_the_connection_is_sent_again_only_if_repeating_it_is_harmless(
         op, args, repeated):

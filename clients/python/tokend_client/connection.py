@@ -65,15 +65,20 @@ class _Disconnected(Exception):
 def _repeatable(op, args):
     """Whether doing `op` twice has the effect of doing it once.
 
-    Not `refresh`: each one spends a refresh from Zoho's budget. Not a `save_token` that
-    names no id, user, refresh or grant token: it matches no stored token, so each one
-    inserts a new token. Everything else is a lookup, an upsert or a delete.
+    Not `refresh`: each one spends a refresh from Zoho's budget. Not a `save_token` the
+    daemon's matching rules (docs/protocol.md) cannot match to the token the first one
+    stored: each would insert a new token. Everything else is a lookup, an upsert or a
+    delete.
     """
     if op == "refresh":
         return False
     if op == "save_token":
-        token = args.get("token") or {}
-        return any(token.get(k) for k in ("id", "user_name", "refresh_token", "grant_token"))
+        t = args.get("token") or {}
+        credentials = bool(t.get("client_id")) and bool(t.get("client_secret"))
+        return bool(
+            t.get("id") or t.get("user_name")
+            or (credentials and (t.get("refresh_token") or t.get("grant_token")))
+            or (t.get("access_token") and not t.get("client_id") and not t.get("client_secret")))
     return True
 
 
