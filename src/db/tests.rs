@@ -73,6 +73,27 @@ fn the_database_and_its_wal_are_private_to_the_daemons_user_whatever_the_umask()
 }
 
 #[test]
+fn a_database_from_a_newer_tokend_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("newer.db");
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99;")
+        .unwrap();
+    let message = Db::open(&path, Duration::from_secs(1))
+        .err()
+        .expect("opened a database of a newer schema")
+        .to_string();
+    assert!(message.contains("newer tokend"), "{message}");
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    let version: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 99);
+}
+
+#[test]
 fn a_second_open_while_the_first_is_open_is_refused_naming_the_file() {
     let (dir, db) = open();
     let path = dir.path().join("sub/tokens.db");
