@@ -72,6 +72,9 @@ pub struct RefresherActor {
     deadlines: Deadlines,
     /// The single wake-up, and the deadline it is set for.
     timer: Option<(SpawnHandle, i64)>,
+    /// A schedule page to load again after a store failure; a reload that loads the
+    /// schedule afresh cancels it.
+    load_retry: Option<SpawnHandle>,
     /// Tokens being refreshed now, each with the callers waiting for the result.
     in_flight: HashMap<String, Vec<Waiter>>,
     stopping: bool,
@@ -106,6 +109,7 @@ impl RefresherActor {
             }),
             deadlines: Deadlines::default(),
             timer: None,
+            load_retry: None,
             in_flight: HashMap::new(),
             stopping: false,
             drained: Rc::new(Notify::new()),
@@ -243,7 +247,10 @@ impl RefresherActor {
                     // again after a backoff, serving what is loaded meanwhile.
                     let retry = act.deps.cfg().backoff_initial;
                     tracing::error!(error = %e, ?retry, "cannot load the refresh schedule; trying again");
-                    ctx.run_later(retry, move |act, ctx| act.load(again, ctx));
+                    act.load_retry = Some(ctx.run_later(retry, move |act, ctx| {
+                        act.load_retry = None;
+                        act.load(again, ctx);
+                    }));
                     return act.arm(ctx);
                 }
                 Err(_) => return,

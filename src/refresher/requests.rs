@@ -140,7 +140,11 @@ impl Handler<Reconfigure> for RefresherActor {
         }
         if replan {
             // Deadlines only keep the time they were computed for, not their inputs, so
-            // they are computed again from the store, as at start (`load`).
+            // they are computed again from the store, as at start (`load`), and a
+            // retry of the old load must not add to them.
+            if let Some(retry) = self.load_retry.take() {
+                ctx.cancel_future(retry);
+            }
             self.deadlines.clear();
             if enabled {
                 self.load(None, ctx);
