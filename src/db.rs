@@ -56,6 +56,7 @@ impl Db {
         keep_private(path);
         let mut conn = Connection::open(path).map_err(at)?;
         conn.busy_timeout(busy_timeout).map_err(at)?;
+        schema::refuse_newer(&conn).map_err(at)?;
         // The store is the database's only user, so it holds the file's lock for good:
         // a second daemon on the same file fails at start instead of refreshing the same
         // tokens uncoordinated, and, set before WAL mode is entered, the exclusive lock
@@ -204,40 +205,42 @@ impl Db {
 /// from it and its WAL if they have any: they hold every secret, and a file created
 /// under the shell's umask (or restored from a backup) would be readable by everyone.
 /// SQLite creates the WAL with the database file's mode. Never stops the open: what it
-/// cannot do (a file another user owns, a filesystem without modes) it warns about, and
-/// a file it cannot open is SQLite's to report.
+/// cannot do (a file another user owns, a filesystem without modes) it warns about,
+/// file by file, and a file it cannot open is SQLite's to report.
 fn keep_private(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
     if path.as_os_str() == ":memory:" {
         return;
     }
-    if let Err(e) = try_keep_private(path) {
-        tracing::warn!(path = %path.display(), error = %e, "could not make the database private to this user");
-    }
-}
-
-fn try_keep_private(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = PathBuf::from(wal);
     let db = std::fs::File::options()
         .append(true)
         .create(true)
         .mode(0o600)
-        .open(path)?;
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    let wal = PathBuf::from(wal);
-    let files = [
-        Some((path, db)),
-        std::fs::File::open(&wal).ok().map(|f| (&*wal, f)),
-    ];
-    for (path, file) in files.into_iter().flatten() {
-        let mode = file.metadata()?.permissions().mode();
-        if mode & 0o077 != 0 {
-            file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))?;
-            tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777),
-                "the file was readable by others; its mode is now 0600");
+        .open(path);
+    for (file, opened) in [(path, db), (wal.as_path(), std::fs::File::open(&wal))] {
+        match opened.and_then(|f| tighten(&f)) {
+            Ok(None) => {}
+            Ok(Some(was)) => tracing::warn!(path = %file.display(), was = format!("{was:o}"),
+                "the file was readable by others; its mode is now 0600"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %file.display(), error = %e,
+                "could not make this file of the database private to this user"),
         }
     }
-    Ok(())
+}
+
+/// Takes group and other bits off `file`; the mode it had, if it changed it.
+fn tighten(file: &std::fs::File) -> std::io::Result<Option<u32>> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = file.metadata()?.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(None);
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))?;
+    Ok(Some(mode))
 }
 
 /// Creates `dir` (and parents) readable only by the daemon's user: the database holds
