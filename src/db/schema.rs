@@ -77,19 +77,25 @@ UPDATE tokens SET expiry_set_at = updated_at WHERE expiry_time IS NOT NULL;
 /// The migration (0-based) after which `fill_access_hashes` runs.
 const ACCESS_HASH_MIGRATION: usize = 1;
 
+/// Refuses a newer tokend's schema before anything is written (even the journal mode):
+/// this one would write it by rules it has outgrown (say, versions bumped without the v4
+/// counter).
+pub(super) fn refuse_newer(conn: &Connection) -> rusqlite::Result<()> {
+    let done: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if done <= MIGRATIONS.len() {
+        return Ok(());
+    }
+    Err(rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+        Some(format!(
+            "its schema is version {done}, from a newer tokend (this one knows up to {}); run that tokend, or restore a backup",
+            MIGRATIONS.len()
+        )),
+    ))
+}
+
 pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let done: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    // A newer tokend's schema: this one would write it by rules it has outgrown (say,
-    // versions bumped without the v4 counter), so it does not touch it.
-    if done > MIGRATIONS.len() {
-        return Err(rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
-            Some(format!(
-                "its schema is version {done}, from a newer tokend (this one knows up to {}); run that tokend, or restore a backup",
-                MIGRATIONS.len()
-            )),
-        ));
-    }
     for (n, sql) in MIGRATIONS.iter().enumerate().skip(done) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;

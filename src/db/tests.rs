@@ -78,7 +78,7 @@ fn a_database_from_a_newer_tokend_is_refused_untouched() {
     let path = dir.path().join("newer.db");
     Connection::open(&path)
         .unwrap()
-        .execute_batch("PRAGMA user_version = 99;")
+        .execute_batch("PRAGMA user_version = 99; CREATE TABLE t (x);")
         .unwrap();
     let message = Db::open(&path, Duration::from_secs(1))
         .err()
@@ -86,11 +86,18 @@ fn a_database_from_a_newer_tokend_is_refused_untouched() {
         .to_string();
     assert!(message.contains("newer tokend"), "{message}");
     assert!(message.contains(&path.display().to_string()), "{message}");
-    let version: i64 = Connection::open(&path)
-        .unwrap()
+    let conn = Connection::open(&path).unwrap();
+    let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 99);
+    let journal: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        (version, journal.as_str()),
+        (99, "delete"),
+        "the file was changed"
+    );
 }
 
 #[test]
