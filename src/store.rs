@@ -177,6 +177,12 @@ impl StoreActor {
 }
 
 impl StoreActor {
+    /// Whether `id` was used after `at` by a use still in memory: the cleanup's checks
+    /// count one as much as a use on disk.
+    fn used_after(&self, id: &str, at: i64) -> bool {
+        self.uses.get(id).is_some_and(|&used| used > at)
+    }
+
     fn touch(&mut self, found: &Option<StoredToken>, touch: bool) {
         if let (true, Some(t)) = (touch, found) {
             let now = self.clock.now_ms();

@@ -60,7 +60,7 @@ impl Handler<StillEnded> for StoreActor {
 
     fn handle(&mut self, msg: StillEnded, _: &mut Self::Context) -> Self::Result {
         let e = msg.0;
-        if self.uses.get(&e.id).is_some_and(|&at| at > e.used_before) {
+        if self.used_after(&e.id, e.used_before) {
             return Ok(None);
         }
         let found = self.reading()?.find_by_id(&e.id)?;

@@ -117,12 +117,7 @@ impl Handler<Expire> for StoreActor {
     type Result = ResponseFuture<Result<bool, StoreError>>;
 
     fn handle(&mut self, msg: Expire, ctx: &mut Self::Context) -> Self::Result {
-        // A use not yet flushed counts as much as one on disk.
-        if self
-            .uses
-            .get(&msg.id)
-            .is_some_and(|&at| at > msg.used_before)
-        {
+        if self.used_after(&msg.id, msg.used_before) {
             return Box::pin(async { Ok(false) });
         }
         let write = Write::Expire {
