@@ -144,11 +144,8 @@ impl Db {
         let tokens = stmt
             .query_map(params![after, limit], read_row)?
             .collect::<Result<Vec<_>, _>>()?;
-        let next = if tokens.len() == limit as usize && limit > 0 {
-            tokens.last().map(|t| t.id().to_owned())
-        } else {
-            None
-        };
+        let last = tokens.last().map(|t| t.id().to_owned());
+        let next = next_cursor(tokens.len(), limit, last);
         Ok((tokens, next))
     }
 
@@ -184,6 +181,7 @@ impl Db {
         self.end_read();
         let mut tx = self.conn.transaction()?;
         let versions = &mut self.next_version;
+        let first_version = *versions;
         let mut outcomes = Vec::with_capacity(writes.len());
         for write in writes {
             let sp = tx.savepoint()?;
@@ -194,8 +192,10 @@ impl Db {
             outcomes.push(outcome);
         }
         // Versions a failed batch used are not handed out again either: gaps are fine.
-        tx.prepare_cached("UPDATE id_counter SET next_version = ?1")?
-            .execute([*versions])?;
+        if *versions != first_version {
+            tx.prepare_cached("UPDATE id_counter SET next_version = ?1")?
+                .execute([*versions])?;
+        }
         tx.commit()?;
         Ok(outcomes)
     }
@@ -241,6 +241,12 @@ fn tighten(file: &std::fs::File) -> std::io::Result<Option<u32>> {
     }
     file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))?;
     Ok(Some(mode))
+}
+
+/// A page's cursor: the last key read when the page came back full (`rows` of `limit`),
+/// as more may follow; `None` once a page comes back short.
+fn next_cursor<T>(rows: usize, limit: u32, last: Option<T>) -> Option<T> {
+    last.filter(|_| limit > 0 && rows == limit as usize)
 }
 
 /// Creates `dir` (and parents) readable only by the daemon's user: the database holds

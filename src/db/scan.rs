@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use rusqlite::params;
 
-use super::{Db, AFTER};
-
-/// Read from the `tokens_state` index alone (`db::tests::lookups_by_key_use_an_index`).
-pub(super) const COUNT_BY_STATE: &str = "SELECT state, count(*) FROM tokens GROUP BY state";
+use super::{next_cursor, Db, AFTER};
 use crate::error::StoreError;
 use crate::model::TokenState;
 use crate::policy::{verdict, Policies, Policy, Session};
 use crate::schedule::ScheduleInput;
+
+/// Read from the `tokens_state` index alone (`db::tests::lookups_by_key_use_an_index`).
+pub(super) const COUNT_BY_STATE: &str = "SELECT state, count(*) FROM tokens GROUP BY state";
 
 /// A session the policies ended, as the cleanup actor needs it. No secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +83,7 @@ impl Db {
              WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
         )?;
         let mut rows = stmt.query(params![after.unwrap_or(i64::MIN), limit])?;
-        let (mut ended, mut scanned, mut last) = (Vec::new(), 0, None);
+        let (mut ended, mut scanned, mut last) = (Vec::new(), 0usize, None);
         while let Some(r) = rows.next()? {
             scanned += 1;
             last = Some(r.get::<_, i64>(10)?);
@@ -113,12 +113,7 @@ impl Db {
                 });
             }
         }
-        let next = if scanned == limit && limit > 0 {
-            last
-        } else {
-            None
-        };
-        Ok((ended, next))
+        Ok((ended, next_cursor(scanned, limit, last)))
     }
 
     /// How many tokens are in each state.

@@ -475,10 +475,13 @@ fn debug_of_a_write_never_shows_a_secret() {
 fn a_token_deleted_and_saved_again_under_its_id_is_a_new_version_to_stale_writers() {
     // A refresh (or a cleanup) judged the first token; meanwhile it was deleted and a
     // client saved another under the same id. Neither stale write may touch the new one.
-    let (_dir, mut db) = open();
+    let (dir, mut db) = open();
     let mut first = user("first", "r1");
     first.id = s("7");
     let judged = save(&mut db, first).unwrap();
+    // Across a restart too: the counter is on disk.
+    drop(db);
+    let mut db = Db::open(&dir.path().join("sub/tokens.db"), Duration::from_secs(1)).unwrap();
     db.apply_batch(&[Write::Delete("7".into())], 1000).unwrap();
     let mut second = user("second", "r2");
     second.id = s("7");
