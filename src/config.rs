@@ -76,6 +76,8 @@ pub struct SocketConfig {
     pub group: Option<String>,
     pub max_request_bytes: usize,
     pub max_connections: usize,
+    /// Connections one user (the peer's uid) may have open at once.
+    pub max_connections_per_user: usize,
     /// How long shutdown waits for in-flight requests before giving up on them.
     pub shutdown_timeout: Duration,
 }
@@ -173,6 +175,7 @@ struct RawSocket {
     group: Option<String>,
     max_request_bytes: Option<usize>,
     max_connections: Option<usize>,
+    max_connections_per_user: Option<usize>,
     #[serde(with = "humantime_serde")]
     shutdown_timeout: Option<Duration>,
 }
@@ -249,6 +252,17 @@ impl Config {
         if max_connections == 0 {
             return Err(invalid("socket.max_connections", "must be at least 1"));
         }
+        // Half by default: whatever one user's programs hold, others still get in.
+        let max_connections_per_user = raw
+            .socket
+            .max_connections_per_user
+            .unwrap_or(max_connections.div_ceil(2));
+        if !(1..=max_connections).contains(&max_connections_per_user) {
+            return Err(invalid(
+                "socket.max_connections_per_user",
+                format!("must be from 1 to socket.max_connections ({max_connections})"),
+            ));
+        }
         let level = raw
             .log
             .level
@@ -278,6 +292,7 @@ impl Config {
                 group: raw.socket.group.filter(|g| !g.is_empty()),
                 max_request_bytes,
                 max_connections,
+                max_connections_per_user,
                 shutdown_timeout: raw
                     .socket
                     .shutdown_timeout

@@ -1,15 +1,21 @@
 //! FrontActor: owns the Unix socket, accepts clients and starts a task per connection
 //! (`connection.rs`); at shutdown it stops accepting and waits for replies in flight.
 //!
+//! Two limits keep one client from locking out the rest: `max_connections` in all, and
+//! `max_connections_per_user` for the programs of one user (by the peer's uid), so that
+//! with a socket group, a program of one member that leaks connections leaves the other
+//! members' programs their share.
+//!
 //! Binding is careful, as a credential agent's must be: the socket's directory must not
-//! be writable by others nor owned by another user, a live daemon on the path is never displaced, a stale socket
-//! file from a killed daemon is replaced, anything else at the path is left alone, and
-//! the socket file is removed on the way out by a guard. A socket passed by systemd
-//! (`adopt`) is used as it is and left in place.
+//! be writable by others nor owned by another user, a live daemon on the path is never
+//! displaced, a stale socket file from a killed daemon is replaced, anything else at the
+//! path is left alone, and the socket file is removed on the way out by a guard. A socket
+//! passed by systemd (`adopt`) is used as it is and left in place (`front/bind.rs`).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -20,8 +26,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::SocketConfig;
 use crate::connection::{self, Services};
-use crate::error::Error;
 use crate::protocol::{self, Code, WireError};
+
+mod bind;
+pub use bind::{adopt, bind, socket_path, SocketGuard};
 
 /// Stop accepting, let every connection answer what it has read, then stop.
 #[derive(Message)]
@@ -36,6 +44,9 @@ pub struct FrontActor {
     services: Services,
     max_line: usize,
     max_connections: usize,
+    max_per_user: usize,
+    /// Open connections by the peer's uid.
+    per_user: PerUser,
     shutdown_timeout: Duration,
     /// The live connection tasks: their count enforces `max_connections`, and shutdown
     /// waits on them.
@@ -52,6 +63,8 @@ impl FrontActor {
             services,
             max_line: config.max_request_bytes,
             max_connections: config.max_connections,
+            max_per_user: config.max_connections_per_user,
+            per_user: PerUser::default(),
             shutdown_timeout: config.shutdown_timeout,
             connections: TaskTracker::new(),
             closing: CancellationToken::new(),
@@ -75,29 +88,97 @@ impl Actor for FrontActor {
 
 impl StreamHandler<io::Result<UnixStream>> for FrontActor {
     fn handle(&mut self, accepted: io::Result<UnixStream>, ctx: &mut Self::Context) {
-        match accepted {
-            Ok(stream) if self.connections.len() >= self.max_connections => {
-                tracing::warn!(
-                    limit = self.max_connections,
-                    "connection refused: at the connection limit"
-                );
-                actix::spawn(refuse(stream));
-            }
-            Ok(stream) => {
-                tracing::debug!(open = self.connections.len() + 1, "client connected");
-                let task = connection::serve(
-                    stream,
-                    self.services.clone(),
-                    self.max_line,
-                    self.closing.clone(),
-                );
-                self.connections.spawn_local(task);
-            }
+        let stream = match accepted {
+            Ok(stream) => stream,
             Err(e) => {
                 // Typically out of file descriptors: pause accepting briefly rather than
                 // spin on an error that will not clear at once.
                 tracing::warn!(error = %e, "accept failed; pausing accepts for 100 ms");
                 ctx.wait(tokio::time::sleep(Duration::from_millis(100)).into_actor(self));
+                return;
+            }
+        };
+        if self.connections.len() >= self.max_connections {
+            tracing::warn!(
+                limit = self.max_connections,
+                "connection refused: at the connection limit"
+            );
+            actix::spawn(refuse(stream, "tokend is at its connection limit"));
+            return;
+        }
+        // Linux always knows a Unix socket peer's uid; without it there is no share to
+        // count against, so the client is refused rather than let past the limit.
+        let uid = match stream.peer_cred() {
+            Ok(cred) => cred.uid(),
+            Err(e) => {
+                tracing::warn!(error = %e, "connection refused: its user could not be read");
+                actix::spawn(refuse(stream, "tokend could not tell which user connected"));
+                return;
+            }
+        };
+        let Some(slot) = self.per_user.admit(uid, self.max_per_user) else {
+            tracing::warn!(
+                uid,
+                limit = self.max_per_user,
+                "connection refused: the user is at its connection limit"
+            );
+            let why = "tokend is at its connection limit for your user";
+            actix::spawn(refuse(stream, why));
+            return;
+        };
+        tracing::debug!(uid, open = self.connections.len() + 1, "client connected");
+        let task = connection::serve(
+            stream,
+            self.services.clone(),
+            self.max_line,
+            self.closing.clone(),
+        );
+        self.connections.spawn_local(async move {
+            task.await;
+            drop(slot);
+        });
+    }
+}
+
+/// Open connections by uid. Connections run on the front actor's thread, so a plain
+/// shared map does; each admitted connection holds a `UserSlot` that gives its place back
+/// when the connection ends.
+#[derive(Clone, Default)]
+struct PerUser(Rc<RefCell<HashMap<u32, usize>>>);
+
+struct UserSlot {
+    users: PerUser,
+    uid: u32,
+}
+
+impl PerUser {
+    /// A place for one more connection of `uid`, or `None` if it has `limit` open.
+    fn admit(&self, uid: u32, limit: usize) -> Option<UserSlot> {
+        let mut open = self.0.borrow_mut();
+        let n = open.entry(uid).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(UserSlot {
+            users: self.clone(),
+            uid,
+        })
+    }
+
+    #[cfg(test)]
+    fn open(&self, uid: u32) -> usize {
+        self.0.borrow().get(&uid).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut open = self.users.0.borrow_mut();
+        if let Some(n) = open.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.uid);
             }
         }
     }
@@ -129,165 +210,38 @@ impl Handler<Shutdown> for FrontActor {
     }
 }
 
-/// Tells a client over the connection limit why it is being turned away.
-async fn refuse(mut stream: UnixStream) {
+/// Tells a client over a connection limit why it is being turned away.
+async fn refuse(mut stream: UnixStream, why: &'static str) {
     let mut line = Vec::new();
-    let busy = WireError::new(Code::Busy, "tokend is at its connection limit; retry later");
+    let busy = WireError::new(Code::Busy, format!("{why}; retry later"));
     protocol::encode(&serde_json::Value::Null, &Err(busy), &mut line);
     let _ = stream.write_all(&line).await;
     let _ = stream.shutdown().await;
 }
 
-/// Removes the socket file when dropped, if it is still the one this daemon created (a
-/// newer daemon may have replaced it after this one stopped listening).
-pub struct SocketGuard {
-    path: PathBuf,
-    inode: (u64, u64),
-}
+#[cfg(test)]
+mod tests {
+    use super::PerUser;
 
-impl Drop for SocketGuard {
-    fn drop(&mut self) {
-        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
-            if (meta.dev(), meta.ino()) == self.inode {
-                let _ = std::fs::remove_file(&self.path);
-            }
-        }
-    }
-}
-
-/// Binds the listening socket with the permissions the config asks for.
-pub fn bind(config: &SocketConfig) -> Result<(UnixListener, SocketGuard), Error> {
-    let path = &config.path;
-    let fail = |action: &'static str| {
-        move |source: io::Error| Error::Socket {
-            action,
-            path: path.clone(),
-            source,
-        }
-    };
-    let gid = match &config.group {
-        Some(name) => Some(
-            nix::unistd::Group::from_name(name)
-                .ok()
-                .flatten()
-                .ok_or_else(|| Error::NoSuchGroup(name.clone()))?
-                .gid
-                .as_raw(),
-        ),
-        None => None,
-    };
-    if let Some(dir) = path.parent() {
-        prepare_dir(dir, gid)?;
-    }
-    remove_if_stale(path)?;
-    let listener = std::os::unix::net::UnixListener::bind(path).map_err(fail("bind the socket"))?;
-    let mode = if gid.is_some() { 0o660 } else { 0o600 };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(fail("set permissions on"))?;
-    if gid.is_some() {
-        std::os::unix::fs::chown(path, None, gid).map_err(fail("set the group of"))?;
-    }
-    let meta = std::fs::symlink_metadata(path).map_err(fail("inspect"))?;
-    listener.set_nonblocking(true).map_err(fail("configure"))?;
-    let listener = UnixListener::from_std(listener).map_err(fail("listen on"))?;
-    let guard = SocketGuard {
-        path: path.clone(),
-        inode: (meta.dev(), meta.ino()),
-    };
-    Ok((listener, guard))
-}
-
-/// Serves on a listening socket the service manager passed (socket activation,
-/// `notify::inherited_listener`). The socket file, its mode and group, and its removal
-/// belong to the manager (`tokend.socket`): no directory checks, and no guard, so a
-/// stopping daemon never removes a socket that systemd goes on listening on.
-pub fn adopt(listener: std::os::unix::net::UnixListener) -> Result<UnixListener, Error> {
-    let path = socket_path(&listener);
-    let fail = |action: &'static str| {
-        let path = path.clone();
-        move |source: io::Error| Error::Socket {
-            action,
-            path,
-            source,
-        }
-    };
-    listener.set_nonblocking(true).map_err(fail("configure"))?;
-    UnixListener::from_std(listener).map_err(fail("listen on"))
-}
-
-/// The path a listening socket is bound to (empty for an unnamed or abstract one).
-pub fn socket_path(listener: &std::os::unix::net::UnixListener) -> PathBuf {
-    let addr = listener.local_addr().ok();
-    addr.and_then(|a| a.as_pathname().map(Path::to_owned))
-        .unwrap_or_default()
-}
-
-/// Creates the socket's directory private to the daemon (group-readable with a socket
-/// group), and refuses an existing one that others could write into or that another
-/// user owns: they could swap the socket for their own and collect every client's tokens.
-fn prepare_dir(dir: &Path, gid: Option<u32>) -> Result<(), Error> {
-    let fail = |action: &'static str| {
-        move |source: io::Error| Error::Socket {
-            action,
-            path: dir.to_owned(),
-            source,
-        }
-    };
-    let mode = if gid.is_some() { 0o750 } else { 0o700 };
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(mode)
-            .create(dir)
-            .map_err(fail("create the socket directory"))?;
-        if gid.is_some() {
-            std::os::unix::fs::chown(dir, None, gid).map_err(fail("set the group of"))?;
-        }
-        return Ok(());
-    }
-    let meta = std::fs::metadata(dir).map_err(fail("inspect the socket directory"))?;
-    let refuse = |why: &str| {
-        Err(fail("use the socket directory")(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!("{why}; choose a private directory"),
-        )))
-    };
-    // Its owner can replace anything in it, sticky bit or not (say, another user who
-    // made `/tmp/tokend-<uid>` first). Root's own directories, like `/run`, are fine.
-    let owner = meta.uid();
-    if owner != nix::unistd::geteuid().as_raw() && owner != 0 {
-        return refuse("it is owned by another user");
-    }
-    let others_write = meta.mode() & 0o022 != 0;
-    let sticky = meta.mode() & 0o1000 != 0;
-    if others_write && !sticky {
-        return refuse("it is writable by other users");
-    }
-    Ok(())
-}
-
-/// Clears the way for `bind`: a socket nobody answers on is a leftover of a daemon that
-/// died; a live one, or anything that is not a socket, stops the start.
-fn remove_if_stale(path: &Path) -> Result<(), Error> {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return Ok(());
-    };
-    if !meta.file_type().is_socket() {
-        return Err(Error::NotASocket {
-            path: path.to_owned(),
-        });
-    }
-    match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => Err(Error::AlreadyRunning {
-            path: path.to_owned(),
-        }),
-        Err(_) => {
-            tracing::info!(socket = %path.display(), "removing a stale socket left by a daemon that is gone");
-            std::fs::remove_file(path).map_err(|source| Error::Socket {
-                action: "remove the stale socket",
-                path: path.to_owned(),
-                source,
-            })
-        }
+    #[test]
+    fn a_user_at_its_limit_is_refused_and_others_are_not() {
+        let users = PerUser::default();
+        let first = users.admit(1000, 2).expect("first of two");
+        let second = users.admit(1000, 2).expect("second of two");
+        assert!(users.admit(1000, 2).is_none(), "a third for the same user");
+        let other = users
+            .admit(1001, 2)
+            .expect("another user has its own share");
+        drop(first);
+        assert_eq!(users.open(1000), 1);
+        let again = users
+            .admit(1000, 2)
+            .expect("a place given back is free again");
+        drop((second, again, other));
+        assert_eq!((users.open(1000), users.open(1001)), (0, 0));
+        assert!(
+            users.0.borrow().is_empty(),
+            "users with nothing open are forgotten"
+        );
     }
 }

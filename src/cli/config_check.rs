@@ -106,6 +106,7 @@ fn effective(c: &Config) -> Value {
             "group": s.group.clone().unwrap_or_default(),
             "max_request_bytes": s.max_request_bytes,
             "max_connections": s.max_connections,
+            "max_connections_per_user": s.max_connections_per_user,
             "shutdown_timeout": duration(s.shutdown_timeout),
         },
         "store": {

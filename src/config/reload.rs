@@ -25,6 +25,7 @@ pub fn restart_only_changes(running: &Config, reloaded: &Config) -> Vec<&'static
         group,
         max_request_bytes,
         max_connections,
+        max_connections_per_user,
         shutdown_timeout,
     } = &running.socket;
     let StoreConfig {
@@ -51,6 +52,10 @@ pub fn restart_only_changes(running: &Config, reloaded: &Config) -> Vec<&'static
         (
             "socket.max_connections",
             *max_connections != s.max_connections,
+        ),
+        (
+            "socket.max_connections_per_user",
+            *max_connections_per_user != s.max_connections_per_user,
         ),
         (
             "socket.shutdown_timeout",

@@ -114,6 +114,29 @@ fn tokend_config_names_the_file_when_no_flag_does() {
     assert_eq!(c.source, Some(file));
 }
 
+#[test]
+fn one_users_share_of_connections_is_half_unless_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let per_user = |text: &str| {
+        let c = Config::load(Some(&write(&dir, text)), &env(&[])).unwrap();
+        c.socket.max_connections_per_user
+    };
+    assert_eq!(per_user(""), 512);
+    assert_eq!(per_user("[socket]\nmax_connections = 5\n"), 3);
+    assert_eq!(per_user("[socket]\nmax_connections = 1\n"), 1);
+    let both = "[socket]\nmax_connections = 5\nmax_connections_per_user = 5\n";
+    assert_eq!(per_user(both), 5);
+    for bad in ["0", "6"] {
+        let e = error_for(&format!(
+            "[socket]\nmax_connections = 5\nmax_connections_per_user = {bad}\n"
+        ));
+        assert!(
+            e.contains("socket.max_connections_per_user") && e.contains("(5)"),
+            "{e}"
+        );
+    }
+}
+
 fn error_for(text: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     Config::load(Some(&write(&dir, text)), &env(&[]))
@@ -237,6 +260,7 @@ fn a_reload_may_change_tuning_but_not_paths_or_what_is_set_up_at_start() {
         [
             "socket.path",
             "socket.max_connections",
+            "socket.max_connections_per_user",
             "store.path",
             "log.format",
             "cleanup.last_used_flush"

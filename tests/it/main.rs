@@ -12,6 +12,7 @@ mod helpers;
 mod hostile;
 mod inproc;
 mod lifecycle;
+mod limits;
 mod matching;
 mod migrate;
 mod operations;
