@@ -7,6 +7,10 @@
 //! order. At most `MAX_IN_FLIGHT` requests per connection are outstanding, and at most
 //! one of them a `get_tokens` page: a client that writes without reading gets
 //! backpressure, not unbounded memory.
+//!
+//! A `find_token_by_id` the store's cache can answer (`store::Shared`) is answered here,
+//! without a message to the store; but not while a request of the same connection that
+//! may change the store is in flight, since its reply must reflect that request.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -39,12 +43,46 @@ const MAX_PAGES_IN_FLIGHT: usize = 1;
 #[derive(Clone)]
 pub struct Services {
     pub store: Addr<StoreActor>,
+    pub shared: store::Shared,
     pub refresher: Addr<RefresherActor>,
     pub cleanup: Addr<CleanupActor>,
 }
 
-/// An encoded reply line, and whether it is a `get_tokens` page.
-type PendingReply = Pin<Box<dyn Future<Output = (Vec<u8>, bool)>>>;
+/// An encoded reply line, and what its request was.
+type PendingReply = Pin<Box<dyn Future<Output = (Vec<u8>, Kind)>>>;
+
+/// What a request is, for what a connection may have in flight.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A lookup, or a request answered at once with an error.
+    Read,
+    /// A `get_tokens` page.
+    Page,
+    /// Anything else: it may change the store.
+    Other,
+}
+
+/// Requests a connection has in flight, by kind.
+#[derive(Default)]
+struct InFlight {
+    pages: usize,
+    others: usize,
+}
+
+impl InFlight {
+    fn count(&mut self, kind: Kind, started: bool) {
+        let n = match kind {
+            Kind::Read => return,
+            Kind::Page => &mut self.pages,
+            Kind::Other => &mut self.others,
+        };
+        if started {
+            *n += 1;
+        } else {
+            *n -= 1;
+        }
+    }
+}
 
 /// Serves one connection until the client hangs up or `shutdown` fires; on shutdown,
 /// requests already read are still answered.
@@ -59,18 +97,18 @@ pub async fn serve(
     let mut out = BufWriter::new(write);
     let mut pending: FuturesOrdered<PendingReply> = FuturesOrdered::new();
     let mut reading = true;
-    let mut pages = 0;
+    let mut in_flight = InFlight::default();
     loop {
         tokio::select! {
             biased;
-            Some((reply, page)) = pending.next(), if !pending.is_empty() => {
-                pages -= usize::from(page);
+            Some((reply, kind)) = pending.next(), if !pending.is_empty() => {
+                in_flight.count(kind, false);
                 if out.write_all(&reply).await.is_err() {
                     return;
                 }
                 // Write every reply that is already done, then flush once.
-                while let Some(Some((reply, page))) = pending.next().now_or_never() {
-                    pages -= usize::from(page);
+                while let Some(Some((reply, kind))) = pending.next().now_or_never() {
+                    in_flight.count(kind, false);
                     if out.write_all(&reply).await.is_err() {
                         return;
                     }
@@ -79,10 +117,10 @@ pub async fn serve(
                     return;
                 }
             }
-            frame = requests.next(), if reading && pending.len() < MAX_IN_FLIGHT && pages < MAX_PAGES_IN_FLIGHT => match frame {
+            frame = requests.next(), if reading && pending.len() < MAX_IN_FLIGHT && in_flight.pages < MAX_PAGES_IN_FLIGHT => match frame {
                 Some(Ok(Frame::Line(line))) => {
-                    let (reply, page) = handle(&line, &services);
-                    pages += usize::from(page);
+                    let (reply, kind) = handle(&line, &services, in_flight.others == 0);
+                    in_flight.count(kind, true);
                     pending.push_back(reply);
                 }
                 Some(Ok(Frame::TooLong)) => pending.push_back(ready(&Value::Null, Err(WireError::new(
@@ -101,29 +139,40 @@ pub async fn serve(
     let _ = out.shutdown().await;
 }
 
-/// Parses one line and starts its work; the future yields the encoded reply line. True
-/// for a `get_tokens` page.
-fn handle(line: &[u8], services: &Services) -> (PendingReply, bool) {
+/// Parses one line and starts its work; the future yields the encoded reply line.
+/// `use_cache`: whether a lookup may be answered from the store's cache.
+fn handle(line: &[u8], services: &Services, use_cache: bool) -> (PendingReply, Kind) {
     let (seq, request) = protocol::parse(line);
     let request = match request {
         Ok(r) => r,
-        Err(e) => return (ready(&seq, Err(e)), false),
+        Err(e) => return (ready(&seq, Err(e)), Kind::Read),
     };
-    let page = matches!(request, Request::GetTokens { .. });
+    let kind = match request {
+        Request::FindToken { .. } | Request::FindTokenById { .. } => Kind::Read,
+        Request::GetTokens { .. } => Kind::Page,
+        _ => Kind::Other,
+    };
+    if let (true, Request::FindTokenById { token_id }) = (use_cache, &request) {
+        if let Some(json) = services.shared.find_by_id(token_id) {
+            let mut out = Vec::with_capacity(json.len() + 64);
+            protocol::encode_found(&seq, &json, &mut out);
+            return (Box::pin(std::future::ready((out, kind))), kind);
+        }
+    }
     let services = services.clone();
     let reply = Box::pin(async move {
         let result = dispatch(request, &services).await;
         let mut out = Vec::with_capacity(512);
         protocol::encode(&seq, &result, &mut out);
-        (out, page)
+        (out, kind)
     });
-    (reply, page)
+    (reply, kind)
 }
 
 fn ready(seq: &Value, result: Result<Answer, WireError>) -> PendingReply {
     let mut out = Vec::with_capacity(128);
     protocol::encode(seq, &result, &mut out);
-    Box::pin(std::future::ready((out, false)))
+    Box::pin(std::future::ready((out, Kind::Read)))
 }
 
 /// Every operation, each a hand-off to the actor that does it.

@@ -8,7 +8,9 @@
 //! everything else (a lookup costs less than a hand-off to another thread), commits
 //! writes that arrive together in one transaction (group commit), keeps last-use times
 //! in memory and writes them in batches, and tells subscribers about every committed
-//! change. The **front actor** (`front.rs`) owns the Unix socket and runs a task per
+//! change. What it keeps in memory it shares with the connections on its thread
+//! (`store/shared.rs`): with it, a connection answers a `find_token_by_id` for a token
+//! the store has read before, and not changed since, without a message. The **front actor** (`front.rs`) owns the Unix socket and runs a task per
 //! client (`connection.rs`, with `framing.rs`) that reads newline-delimited JSON
 //! requests (`protocol.rs`, user docs in `docs/protocol.md`), hands each to the actor
 //! that answers it, and writes the replies in order. The **refresher actor**
@@ -90,7 +92,7 @@ pub async fn run_hosted(
     // before it is told that the database is locked.
     let db = db::Db::open(&config.store.path, config.store.busy_timeout)?;
     let tokens = db.count()?;
-    let (store, store_closed) =
+    let (store, shared, store_closed) =
         store::StoreActor::start(db, clock.clone(), config.cleanup.last_used_flush);
     let refresher =
         refresher::RefresherActor::new(r.clone(), clock, store.clone(), oauth.clone()).start();
@@ -104,6 +106,7 @@ pub async fn run_hosted(
     .start();
     let services = connection::Services {
         store: store.clone(),
+        shared,
         refresher: refresher.clone(),
         cleanup: cleanup.clone(),
     };

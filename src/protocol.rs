@@ -211,6 +211,17 @@ pub fn encode(seq: &Value, result: &Result<Answer, WireError>, out: &mut Vec<u8>
     out.push(b'\n');
 }
 
+/// What `encode` writes for a found token (`Answer::Token`), from the token's JSON as
+/// the store's cache holds it (`store::Shared`), without serialising it again.
+pub fn encode_found(seq: &Value, token_json: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"seq\":");
+    // A `Value` serialises without fail: every map key is a string.
+    let _ = serde_json::to_writer(&mut *out, seq);
+    out.extend_from_slice(b",\"ok\":true,\"result\":{\"token\":");
+    out.extend_from_slice(token_json);
+    out.extend_from_slice(b"}}\n");
+}
+
 mod parse;
 
 pub use parse::{parse, token};

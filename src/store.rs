@@ -7,17 +7,19 @@
 //! Reads are answered at once, and share one read transaction that stays open until the
 //! next write, because opening and closing a transaction costs more than the lookup
 //! itself. (Its snapshot cannot go stale: the file is locked to this one connection, and
-//! every write closes the read first.) Writes
-//! are queued and committed together once the runtime has run every task that was ready
-//! (`after_this_turn`): every save that arrived while the previous commit was waiting on
-//! fsync goes into the next transaction. Each caller is answered only after its own write is durable. A read
-//! first commits whatever is queued, so a client that pipelines a save and then a find
-//! sees its save.
+//! every write closes the read first.) Writes are queued and committed together once the
+//! runtime has run every task that was ready (`after_this_turn`): every save that arrived
+//! while the previous commit was waiting on fsync goes into the next transaction. Each
+//! caller is answered only after its own write is durable. A read first commits whatever
+//! is queued, so a client that pipelines a save and then a find sees its save.
+//!
+//! Tokens found by id are also kept encoded, with the uses not yet written, in memory
+//! the connections share (`shared.rs`), so that the connections answer repeated lookups
+//! by id themselves.
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::clock::Clock;
@@ -88,10 +90,9 @@ pub struct StoreActor {
     /// Whether a commit is already due (`after_this_turn`), so a batch gets exactly one.
     flush_queued: bool,
     subscribers: Vec<Recipient<Changed>>,
-    /// Last use per token id since the last flush. Lookups record here, not on disk, so
-    /// that the lookup on every SDK API call stays a read; `flush_uses` writes them in
-    /// one transaction every `use_flush`.
-    uses: HashMap<String, i64>,
+    /// The last uses not yet written (`flush_uses` writes them every `use_flush`), and
+    /// the tokens the connections may answer `find_token_by_id` with themselves.
+    shared: Shared,
     use_flush: Duration,
     /// Dropped with the actor, after `db`: tells `start`'s caller the database is closed.
     _closed: oneshot::Sender<()>,
@@ -102,15 +103,18 @@ pub struct StoreActor {
 const MAILBOX_CAPACITY: usize = 4096;
 
 impl StoreActor {
-    /// Starts the actor on the current thread. The receiver resolves once the actor has
-    /// stopped and the database connection is closed (after `Shutdown`), so whoever
-    /// opens the file next finds it unlocked.
+    /// Starts the actor on the current thread, with what it shares with the connections
+    /// on that thread. The receiver resolves once the actor has stopped and the database
+    /// connection is closed (after `Shutdown`), so whoever opens the file next finds it
+    /// unlocked.
     pub fn start(
         db: Db,
         clock: Clock,
         use_flush: Duration,
-    ) -> (Addr<StoreActor>, oneshot::Receiver<()>) {
+    ) -> (Addr<StoreActor>, Shared, oneshot::Receiver<()>) {
         let (closed, on_closed) = oneshot::channel();
+        let shared = Shared::new(clock.clone());
+        let theirs = shared.clone();
         let addr = StoreActor::create(move |ctx| {
             ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
             StoreActor {
@@ -119,12 +123,12 @@ impl StoreActor {
                 pending: Vec::new(),
                 flush_queued: false,
                 subscribers: Vec::new(),
-                uses: HashMap::new(),
+                shared,
                 use_flush,
                 _closed: closed,
             }
         });
-        (addr, on_closed)
+        (addr, theirs, on_closed)
     }
 
     /// Commits what is queued, then makes the read share the open read transaction.
@@ -159,6 +163,9 @@ impl StoreActor {
             Ok(outcomes) => {
                 for (outcome, reply) in outcomes.into_iter().zip(replies) {
                     if let Ok(done) = &outcome {
+                        // Before the writer hears of it: from then on, nobody may be
+                        // answered with what was there before.
+                        self.shared.forget(done);
                         for s in &self.subscribers {
                             s.do_send(Changed(done.clone()));
                         }
@@ -167,6 +174,7 @@ impl StoreActor {
                 }
             }
             Err(e) => {
+                self.shared.forget_all();
                 tracing::error!(error = %e, writes = writes.len(), "commit failed; no write in the batch was stored");
                 for reply in replies {
                     let _ = reply.send(Err(e.clone()));
@@ -180,27 +188,20 @@ impl StoreActor {
     /// Whether `id` was used after `at` by a use still in memory: the cleanup's checks
     /// count one as much as a use on disk.
     fn used_after(&self, id: &str, at: i64) -> bool {
-        self.uses.get(id).is_some_and(|&used| used > at)
+        self.shared.last_use(id).is_some_and(|used| used > at)
     }
 
     fn touch(&mut self, found: &Option<StoredToken>, touch: bool) {
         if let (true, Some(t)) = (touch, found) {
-            let now = self.clock.now_ms();
-            // The hot tokens are already in the map: update in place, no key allocation.
-            match self.uses.get_mut(t.id()) {
-                Some(at) => *at = now,
-                None => {
-                    self.uses.insert(t.id().to_owned(), now);
-                }
-            }
+            self.shared.record_use(t.id());
         }
     }
 
     fn flush_uses(&mut self) {
-        if self.uses.is_empty() {
+        let uses = self.shared.take_uses();
+        if uses.is_empty() {
             return;
         }
-        let uses: Vec<(String, i64)> = self.uses.drain().collect();
         if let Err(e) = self.db.record_uses(&uses) {
             // Only last-use times are lost, and only until the next use of each token.
             tracing::warn!(error = %e, tokens = uses.len(), "could not record last uses");
@@ -224,9 +225,11 @@ impl Actor for StoreActor {
 }
 
 mod reads;
+mod shared;
 mod writes;
 
 pub use reads::{
     Count, CountByState, EndedSessions, Find, FindById, List, SchedulePage, StillEnded,
 };
+pub use shared::Shared;
 pub use writes::{ApplyRefresh, Delete, DeleteAll, Expire, Save};

@@ -187,3 +187,35 @@ fn store_failures_do_not_leak_database_details() {
     assert_eq!(e.code, Code::StoreFailure);
     assert!(!e.message.contains("/secret/path"));
 }
+
+#[test]
+fn a_found_token_from_the_cache_is_encoded_as_encode_writes_it() {
+    use crate::model::{Meta, StoredToken, Token};
+    let token = StoredToken {
+        token: Token {
+            id: Some("7".into()),
+            user_name: Some("a \"quoted\"\n\u{2028} name".into()),
+            expiry_time: Some("1700000000000".into()),
+            ..Token::default()
+        },
+        meta: Meta {
+            last_used_at: Some(5),
+            last_error: Some("invalid_code".into()),
+            ..Meta::default()
+        },
+    };
+    let json = serde_json::to_vec(&token).unwrap();
+    for seq in [Value::Null, json!(3), json!("s"), json!({"any": [1, "x"]})] {
+        let mut expected = Vec::new();
+        let answer = Answer::Token {
+            token: Some(token.clone()),
+        };
+        encode(&seq, &Ok(answer), &mut expected);
+        let mut spliced = Vec::new();
+        encode_found(&seq, &json, &mut spliced);
+        assert_eq!(
+            String::from_utf8(spliced).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
+    }
+}

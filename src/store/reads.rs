@@ -42,6 +42,9 @@ impl Handler<FindById> for StoreActor {
 
     fn handle(&mut self, msg: FindById, _: &mut Self::Context) -> Self::Result {
         let found = self.reading()?.find_by_id(&msg.id)?;
+        if let Some(t) = &found {
+            self.shared.remember(t);
+        }
         self.touch(&found, msg.touch);
         Ok(found)
     }
@@ -145,11 +148,11 @@ impl Handler<EndedSessions> for StoreActor {
 
     fn handle(&mut self, msg: EndedSessions, _: &mut Self::Context) -> Self::Result {
         self.flush();
-        let uses = &self.uses;
+        let shared = &self.shared;
         self.db.ended_sessions(
             &msg.policies,
             self.clock.now_ms(),
-            &|id| uses.get(id).copied(),
+            &|id| shared.last_use(id),
             msg.after,
             msg.limit,
         )

@@ -4,6 +4,7 @@
 // Tests unwrap and panic to fail; the crate's clippy lints are meant for library code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cache;
 mod cleanup;
 mod cli;
 mod concurrency;
