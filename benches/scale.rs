@@ -15,7 +15,9 @@
 //! 3. **The daemon, refresher on**: every token refreshable, its expiry a day away, its
 //!    api_domain resolving to a loopback port where nothing listens (so even a refresh
 //!    attempt stays local): time to ready, time until `status` reports every token
-//!    scheduled, VmRSS, and the growth over (2) per token. Last, one `delete_tokens`.
+//!    scheduled, VmRSS, and the growth over (2) per token; VmRSS again once as many
+//!    tokens have been looked up by id as the store's cache holds. Last, one
+//!    `delete_tokens`.
 //!
 //! The long steps (the cleanup pass, the schedule load, `delete_tokens`) run `probed`:
 //! another client keeps finding a token meanwhile, and the slowest of those finds is how
@@ -300,6 +302,8 @@ fn refresher_in_daemon(dir: &Path, s: &mut Summary) -> anyhow::Result<()> {
     if r["scheduled"].as_u64() != Some(s.tokens) || r["in_flight"] != 0 || r["refreshed"] != 0 {
         bail!("expected {} scheduled and nothing refreshed: {r}", s.tokens);
     }
+    fill_the_cache(&daemon, s.tokens)?;
+    s.refresh_rss_cache_full = daemon.memory()?.0;
     // Last, because it empties the database.
     let started = Instant::now();
     let (deleted, probe) = probed(&daemon, || daemon.request(r#"{"op":"delete_tokens"}"#))?;
@@ -310,6 +314,26 @@ fn refresher_in_daemon(dir: &Path, s: &mut Summary) -> anyhow::Result<()> {
         bail!("delete_tokens: expected {} deleted: {deleted}", s.tokens);
     }
     daemon.stop()
+}
+
+/// Looks up as many distinct tokens by id as the store's cache holds (the ids the
+/// preload numbers from 1), so that it is full.
+fn fill_the_cache(daemon: &Daemon, tokens: u64) -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::os::unix::net::UnixStream::connect(daemon.socket())?;
+    let mut out = stream.try_clone()?;
+    let mut replies = BufReader::new(stream);
+    let mut reply = String::new();
+    for i in 0..(tokend::store::CACHE_CAPACITY as u64).min(tokens) {
+        let id = support::data::token_id(i);
+        writeln!(out, r#"{{"op":"find_token_by_id","token_id":"{id}"}}"#)?;
+        reply.clear();
+        replies.read_line(&mut reply)?;
+        if !reply.contains(r#""ok":true"#) || reply.contains(r#""token":null"#) {
+            bail!("looking up token {id} to fill the cache: {reply}");
+        }
+    }
+    Ok(())
 }
 
 /// What `cargo test --all-targets` runs: all three parts on a few hundred tokens.

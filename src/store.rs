@@ -231,5 +231,5 @@ mod writes;
 pub use reads::{
     Count, CountByState, EndedSessions, Find, FindById, List, SchedulePage, StillEnded,
 };
-pub use shared::Shared;
+pub use shared::{Shared, CAPACITY as CACHE_CAPACITY};
 pub use writes::{ApplyRefresh, Delete, DeleteAll, Expire, Save};

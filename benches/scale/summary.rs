@@ -24,6 +24,8 @@ pub struct Summary {
     /// Finds by another client while the refresher loaded its schedule.
     pub schedule_load_probe: Probe,
     pub refresh_rss: u64,
+    /// VmRSS, refresher on, with the store's cache of tokens by id full.
+    pub refresh_rss_cache_full: u64,
     /// One `delete_tokens` of every token, with the refresher's schedule full.
     pub delete_all_s: f64,
     pub delete_all_probe: Probe,
@@ -49,7 +51,7 @@ pub fn print_summary(s: &Summary, json: bool) {
              \"ready_cpu_s\": {:.2}, \"rss_ready_mb\": {:.1}, \"rss_after_load_mb\": {:.1}, \
              \"cleanup_dry_run_s\": {}, \"cleanup_worst_find_ms\": {:.1}, \"status_s\": {:.3}, \"refresh_ready_s\": {:.3}, \
              \"refresh_scheduled_s\": {:.3}, \"schedule_load_worst_find_ms\": {:.1}, \"refresh_rss_mb\": {:.1}, \"refresh_rss_bytes_per_token\": {:.1}, \
-             \"delete_all_s\": {:.3}, \"delete_all_worst_find_ms\": {:.1}}}",
+             \"refresh_rss_cache_full_mb\": {:.1}, \"delete_all_s\": {:.3}, \"delete_all_worst_find_ms\": {:.1}}}",
             s.tokens,
             s.schedule_build_s,
             per_token(s.schedule_heap_bytes as i64),
@@ -69,6 +71,7 @@ pub fn print_summary(s: &Summary, json: bool) {
             s.schedule_load_probe.worst.as_secs_f64() * 1e3,
             mb(s.refresh_rss),
             per_token(daemon_delta),
+            mb(s.refresh_rss_cache_full),
             s.delete_all_s,
             s.delete_all_probe.worst.as_secs_f64() * 1e3,
         );
@@ -121,6 +124,10 @@ pub fn print_summary(s: &Summary, json: bool) {
         per_token(daemon_delta)
     );
     print_probe("a find while the schedule loaded", s.schedule_load_probe);
+    println!(
+        "VmRSS with the cache of tokens by id full {:.1} MB",
+        mb(s.refresh_rss_cache_full)
+    );
     println!(
         "delete_tokens (every token)              {:.3} s",
         s.delete_all_s
