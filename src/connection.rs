@@ -9,8 +9,11 @@
 //! backpressure, not unbounded memory.
 //!
 //! A `find_token_by_id` the store's cache can answer (`store::Shared`) is answered here,
-//! without a message to the store; but not while a request of the same connection that
-//! may change the store is in flight, since its reply must reflect that request.
+//! without a message to the store; but only when no earlier request of the connection
+//! is still waiting on an actor. The actors answer a connection's requests in order, so
+//! a lookup answered ahead of them could reflect less than an earlier reply will: an
+//! earlier save of the client's own, or a newer version of the token that an earlier
+//! lookup found.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -51,35 +54,32 @@ pub struct Services {
 /// An encoded reply line, and what its request was.
 type PendingReply = Pin<Box<dyn Future<Output = (Vec<u8>, Kind)>>>;
 
-/// What a request is, for what a connection may have in flight.
+/// What a request's reply waits for, for what a connection may have in flight.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    /// A lookup, or a request answered at once with an error.
-    Read,
-    /// A `get_tokens` page.
+    /// Nothing: it was answered as it was read (a cache hit, or an error).
+    Ready,
+    /// An actor.
+    Actor,
+    /// The store, for a `get_tokens` page.
     Page,
-    /// Anything else: it may change the store.
-    Other,
 }
 
-/// Requests a connection has in flight, by kind.
+/// Requests a connection has in flight: waiting on an actor, and pages among them.
 #[derive(Default)]
 struct InFlight {
+    at_actors: usize,
     pages: usize,
-    others: usize,
 }
 
 impl InFlight {
     fn count(&mut self, kind: Kind, started: bool) {
-        let n = match kind {
-            Kind::Read => return,
-            Kind::Page => &mut self.pages,
-            Kind::Other => &mut self.others,
-        };
-        if started {
-            *n += 1;
-        } else {
-            *n -= 1;
+        let step = |n: &mut usize| if started { *n += 1 } else { *n -= 1 };
+        if kind != Kind::Ready {
+            step(&mut self.at_actors);
+        }
+        if kind == Kind::Page {
+            step(&mut self.pages);
         }
     }
 }
@@ -119,7 +119,7 @@ pub async fn serve(
             }
             frame = requests.next(), if reading && pending.len() < MAX_IN_FLIGHT && in_flight.pages < MAX_PAGES_IN_FLIGHT => match frame {
                 Some(Ok(Frame::Line(line))) => {
-                    let (reply, kind) = handle(&line, &services, in_flight.others == 0);
+                    let (reply, kind) = handle(&line, &services, in_flight.at_actors == 0);
                     in_flight.count(kind, true);
                     pending.push_back(reply);
                 }
@@ -140,25 +140,27 @@ pub async fn serve(
 }
 
 /// Parses one line and starts its work; the future yields the encoded reply line.
-/// `use_cache`: whether a lookup may be answered from the store's cache.
+/// `use_cache`: whether a lookup by id may be answered from the store's cache.
 fn handle(line: &[u8], services: &Services, use_cache: bool) -> (PendingReply, Kind) {
     let (seq, request) = protocol::parse(line);
     let request = match request {
         Ok(r) => r,
-        Err(e) => return (ready(&seq, Err(e)), Kind::Read),
-    };
-    let kind = match request {
-        Request::FindToken { .. } | Request::FindTokenById { .. } => Kind::Read,
-        Request::GetTokens { .. } => Kind::Page,
-        _ => Kind::Other,
+        Err(e) => return (ready(&seq, Err(e)), Kind::Ready),
     };
     if let (true, Request::FindTokenById { token_id }) = (use_cache, &request) {
         if let Some(json) = services.shared.find_by_id(token_id) {
             let mut out = Vec::with_capacity(json.len() + 64);
             protocol::encode_found(&seq, &json, &mut out);
-            return (Box::pin(std::future::ready((out, kind))), kind);
+            return (
+                Box::pin(std::future::ready((out, Kind::Ready))),
+                Kind::Ready,
+            );
         }
     }
+    let kind = match request {
+        Request::GetTokens { .. } => Kind::Page,
+        _ => Kind::Actor,
+    };
     let services = services.clone();
     let reply = Box::pin(async move {
         let result = dispatch(request, &services).await;
@@ -172,7 +174,7 @@ fn handle(line: &[u8], services: &Services, use_cache: bool) -> (PendingReply, K
 fn ready(seq: &Value, result: Result<Answer, WireError>) -> PendingReply {
     let mut out = Vec::with_capacity(128);
     protocol::encode(seq, &result, &mut out);
-    Box::pin(std::future::ready((out, Kind::Read)))
+    Box::pin(std::future::ready((out, Kind::Ready)))
 }
 
 /// Every operation, each a hand-off to the actor that does it.

@@ -42,7 +42,9 @@ impl Handler<FindById> for StoreActor {
 
     fn handle(&mut self, msg: FindById, _: &mut Self::Context) -> Self::Result {
         let found = self.reading()?.find_by_id(&msg.id)?;
-        if let Some(t) = &found {
+        // Only a client's lookup: the daemon's own (a refresh about to write the token,
+        // a cleanup about to delete it) would fill the cache with what is about to go.
+        if let (true, Some(t)) = (msg.touch, &found) {
             self.shared.remember(t);
         }
         self.touch(&found, msg.touch);

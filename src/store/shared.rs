@@ -20,11 +20,16 @@ use crate::clock::Clock;
 use crate::db::Outcome;
 use crate::model::StoredToken;
 
-/// Tokens the cache holds at most. At the cap it starts over, which is simpler than
-/// evicting one by one and at worst costs a miss what a lookup cost without a cache.
-/// ~0.6 KB each: ~10 MB at most, within what the 1M-token memory goal leaves (the
-/// `scale` bench measures the daemon with the cache full).
+/// Tokens the cache holds at most, and their JSON's bytes at most. At either cap it
+/// starts over, which is simpler than evicting one by one and at worst costs a miss
+/// what a lookup cost without a cache. A Zoho token's JSON is ~0.6 KB: 16,384 of them
+/// fit in the bytes, and the daemon then takes ~14 MB more (the `scale` bench measures
+/// it with the cache full), within what the 1M-token memory goal leaves.
 pub const CAPACITY: usize = 16_384;
+const MAX_BYTES: usize = 10 << 20;
+/// A token whose JSON is longer is not kept: a client can make one as long as its
+/// requests may be, and a handful of those would otherwise fill the bytes alone.
+const MAX_TOKEN_BYTES: usize = 4096;
 
 #[derive(Clone)]
 pub struct Shared {
@@ -36,6 +41,8 @@ pub struct Shared {
 struct Inner {
     /// Each token's JSON as `find_token_by_id` answers it, by id.
     tokens: HashMap<String, Rc<[u8]>>,
+    /// The bytes of JSON in `tokens`.
+    bytes: usize,
     /// Last use per token id since the last flush. Lookups record here, not on disk, so
     /// that the lookup on every SDK API call stays a read; the store writes them in one
     /// transaction every `cleanup.last_used_flush`.
@@ -64,39 +71,40 @@ impl Shared {
         self.inner.borrow_mut().record_use(id, self.clock.now_ms());
     }
 
-    /// Keeps `token`, as just read from the database.
+    /// Keeps `token`, as a client's lookup just read it from the database.
     pub(super) fn remember(&self, token: &StoredToken) {
         let mut inner = self.inner.borrow_mut();
         if inner.tokens.contains_key(token.id()) {
             return;
         }
-        if inner.tokens.len() >= CAPACITY {
-            inner.tokens.clear();
-        }
         // A token serialises to memory without fail (every map key is a string).
-        if let Ok(json) = serde_json::to_vec(token) {
-            inner.tokens.insert(token.id().to_owned(), json.into());
+        let Ok(json) = serde_json::to_vec(token) else {
+            return;
+        };
+        if json.len() > MAX_TOKEN_BYTES {
+            return;
         }
+        if inner.tokens.len() >= CAPACITY || inner.bytes + json.len() > MAX_BYTES {
+            inner.clear();
+        }
+        inner.bytes += json.len();
+        inner.tokens.insert(token.id().to_owned(), json.into());
     }
 
     /// Forgets what a committed write changed.
     pub(super) fn forget(&self, outcome: &Outcome) {
         let mut inner = self.inner.borrow_mut();
         match outcome {
-            Outcome::Saved(t) => {
-                inner.tokens.remove(t.id());
-            }
-            Outcome::Deleted { id, .. } => {
-                inner.tokens.remove(id);
-            }
-            Outcome::DeletedAll(_) => inner.tokens.clear(),
+            Outcome::Saved(t) => inner.remove(t.id()),
+            Outcome::Deleted { id, .. } => inner.remove(id),
+            Outcome::DeletedAll(_) => inner.clear(),
             Outcome::Superseded { .. } => {}
         }
     }
 
     /// Forgets every token: after a commit that failed, whatever it was.
     pub(super) fn forget_all(&self) {
-        self.inner.borrow_mut().tokens.clear();
+        self.inner.borrow_mut().clear();
     }
 
     /// The last use of `id` not yet written, if any.
@@ -108,16 +116,26 @@ impl Shared {
     /// their `last_used_at` is about to change.
     pub(super) fn take_uses(&self) -> Vec<(String, i64)> {
         let mut inner = self.inner.borrow_mut();
-        let Inner { tokens, uses } = &mut *inner;
-        uses.drain()
-            .inspect(|(id, _)| {
-                tokens.remove(id);
-            })
-            .collect()
+        let uses: Vec<(String, i64)> = inner.uses.drain().collect();
+        for (id, _) in &uses {
+            inner.remove(id);
+        }
+        uses
     }
 }
 
 impl Inner {
+    fn remove(&mut self, id: &str) {
+        if let Some(json) = self.tokens.remove(id) {
+            self.bytes -= json.len();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.tokens.clear();
+        self.bytes = 0;
+    }
+
     fn record_use(&mut self, id: &str, now: i64) {
         // The hot tokens are already in the map: update in place, no key allocation.
         match self.uses.get_mut(id) {
@@ -206,5 +224,28 @@ mod tests {
         assert!(shared.find_by_id("0").is_none());
         assert!(shared.find_by_id("one more").is_some());
         assert_eq!(shared.inner.borrow().tokens.len(), 1);
+    }
+
+    #[test]
+    fn its_bytes_are_capped_too_and_a_long_token_is_not_kept() {
+        let shared = Shared::new(Clock::system());
+        let long = stored("long", &"x".repeat(MAX_TOKEN_BYTES));
+        shared.remember(&long);
+        assert!(shared.find_by_id("long").is_none());
+        let big = "x".repeat(MAX_TOKEN_BYTES / 2);
+        // Ids of one length, so that every token's JSON is as long.
+        let fit = MAX_BYTES / serde_json::to_vec(&stored("00000", &big)).unwrap().len();
+        for n in 0..fit {
+            shared.remember(&stored(&format!("{n:05}"), &big));
+        }
+        assert!(shared.find_by_id("00000").is_some());
+        shared.remember(&stored("over0", &big));
+        assert!(
+            shared.find_by_id("00000").is_none(),
+            "started over at the byte cap"
+        );
+        shared.forget(&Outcome::Saved(stored("over0", "")));
+        let inner = shared.inner.borrow();
+        assert_eq!((inner.tokens.len(), inner.bytes), (0, 0));
     }
 }

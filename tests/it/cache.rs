@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use tokend::policy::Limits;
 
@@ -19,6 +20,11 @@ fn cached(c: &mut Client, id: &str) -> Value {
 
 /// Sends `requests` in one write and returns their replies in order.
 fn pipelined(c: &mut Client, requests: &[Value]) -> Vec<Value> {
+    pipelined_while(c, requests, || {})
+}
+
+/// `pipelined`, calling `between` after the write and before reading the replies.
+fn pipelined_while(c: &mut Client, requests: &[Value], between: impl FnOnce()) -> Vec<Value> {
     let mut bytes = Vec::new();
     for (seq, r) in requests.iter().enumerate() {
         let mut r = r.clone();
@@ -27,6 +33,7 @@ fn pipelined(c: &mut Client, requests: &[Value]) -> Vec<Value> {
         bytes.push(b'\n');
     }
     c.send(&bytes).unwrap();
+    between();
     (0..requests.len())
         .map(|seq| {
             let reply = c.read_reply();
@@ -81,6 +88,54 @@ fn a_lookup_by_id_pipelined_after_a_write_sees_that_write() {
     let find = json!({"op": "find_token_by_id", "token_id": id});
     let replies = pipelined(&mut c, &[json!({"op": "delete_tokens"}), find]);
     assert_eq!(replies[1]["token"], Value::Null);
+}
+
+#[test]
+fn a_lookup_by_id_never_answers_older_than_an_earlier_reply_on_its_connection() {
+    // A writer's save reaches the store just before a reader's pipeline of a lookup the
+    // store answers and a lookup by id the cache could answer: the second reply must
+    // not show an older token than the first. The daemon is stopped while both are sent,
+    // so that it reads them in one go, as it would under load.
+    let daemon = Daemon::start();
+    let (mut writer, mut reader) = (daemon.client(), daemon.client());
+    let id = id_of(&writer.save(token("order", 1)));
+    // Which of the two connections the daemon reads first after the stop is up to the
+    // kernel and the runtime: go on until the save came first in ten rounds.
+    let mut newer_first = 0;
+    for n in 0..500 {
+        if newer_first == 10 {
+            break;
+        }
+        cached(&mut reader, &id);
+        let mut changed = token("order", 1);
+        changed["access_token"] = json!(format!("v{n}"));
+        let user = json!({"user_name": changed["user_name"]});
+        daemon.signal(Signal::SIGSTOP);
+        writer.send_json(&json!({"op": "save_token", "token": changed}));
+        let replies = pipelined_while(
+            &mut reader,
+            &[
+                json!({"op": "find_token", "token": user}),
+                json!({"op": "find_token_by_id", "token_id": id}),
+            ],
+            || daemon.signal(Signal::SIGCONT),
+        );
+        if replies[0]["token"]["access_token"] == format!("v{n}") {
+            newer_first += 1;
+            assert_eq!(
+                replies[1]["token"]["access_token"],
+                format!("v{n}"),
+                "round {n}: a lookup by id went back to an older token"
+            );
+        }
+        assert_eq!(writer.read_reply()["ok"], true);
+        // Acknowledged: from now on every connection sees it.
+        assert_eq!(reader.find_by_id(&id)["access_token"], format!("v{n}"));
+    }
+    assert!(
+        newer_first > 0,
+        "the save never came first: the test saw nothing"
+    );
 }
 
 /// The refresher and scheduled cleanup off, sessions idle after 10 hours, and uses
