@@ -8,12 +8,18 @@
 //! one of them a `get_tokens` page: a client that writes without reading gets
 //! backpressure, not unbounded memory.
 //!
+//! A connection's requests take effect in the order it sent them, so that a pipelined
+//! lookup sees what the requests before it did. The store's mailbox keeps that order
+//! among the store's requests. A request to the refresher or the cleanup actor (a
+//! refresh, an access token, a cleanup pass) writes through the store later, at its own
+//! pace, so nothing after it is read until it is answered; its reply would be waited for
+//! anyway, since replies go out in order.
+//!
 //! A `find_token_by_id` the store's cache can answer (`store::Shared`) is answered here,
-//! without a message to the store; but only when no earlier request of the connection
-//! is still waiting on an actor. The actors answer a connection's requests in order, so
-//! a lookup answered ahead of them could reflect less than an earlier reply will: an
-//! earlier save of the client's own, or a newer version of the token that an earlier
-//! lookup found.
+//! without a message to the store, but only when no earlier request of the connection
+//! is still waiting on an actor: answered ahead of them, it could reflect less than an
+//! earlier reply will (an earlier save of the client's own, or a newer version of the
+//! token that an earlier lookup found).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -59,28 +65,38 @@ type PendingReply = Pin<Box<dyn Future<Output = (Vec<u8>, Kind)>>>;
 enum Kind {
     /// Nothing: it was answered as it was read (a cache hit, or an error).
     Ready,
-    /// An actor.
-    Actor,
+    /// The store.
+    Store,
     /// The store, for a `get_tokens` page.
     Page,
+    /// The refresher or the cleanup actor: nothing after it is read until it is answered.
+    Alone,
 }
 
-/// Requests a connection has in flight: waiting on an actor, and pages among them.
+/// Requests a connection has in flight: waiting on an actor; pages and `Alone` ones
+/// among them.
 #[derive(Default)]
 struct InFlight {
     at_actors: usize,
     pages: usize,
+    alone: usize,
 }
 
 impl InFlight {
     fn count(&mut self, kind: Kind, started: bool) {
         let step = |n: &mut usize| if started { *n += 1 } else { *n -= 1 };
-        if kind != Kind::Ready {
-            step(&mut self.at_actors);
+        match kind {
+            Kind::Ready => return,
+            Kind::Store => {}
+            Kind::Page => step(&mut self.pages),
+            Kind::Alone => step(&mut self.alone),
         }
-        if kind == Kind::Page {
-            step(&mut self.pages);
-        }
+        step(&mut self.at_actors);
+    }
+
+    /// Whether the connection may read its next request.
+    fn may_read(&self) -> bool {
+        self.pages < MAX_PAGES_IN_FLIGHT && self.alone == 0
     }
 }
 
@@ -117,7 +133,7 @@ pub async fn serve(
                     return;
                 }
             }
-            frame = requests.next(), if reading && pending.len() < MAX_IN_FLIGHT && in_flight.pages < MAX_PAGES_IN_FLIGHT => match frame {
+            frame = requests.next(), if reading && pending.len() < MAX_IN_FLIGHT && in_flight.may_read() => match frame {
                 Some(Ok(Frame::Line(line))) => {
                     let (reply, kind) = handle(&line, &services, in_flight.at_actors == 0);
                     in_flight.count(kind, true);
@@ -159,7 +175,10 @@ fn handle(line: &[u8], services: &Services, use_cache: bool) -> (PendingReply, K
     }
     let kind = match request {
         Request::GetTokens { .. } => Kind::Page,
-        _ => Kind::Actor,
+        Request::AccessToken { .. } | Request::Refresh { .. } | Request::Cleanup { .. } => {
+            Kind::Alone
+        }
+        _ => Kind::Store,
     };
     let services = services.clone();
     let reply = Box::pin(async move {

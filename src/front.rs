@@ -4,8 +4,9 @@
 //! Two limits keep one client from locking out the rest: `max_connections` in all, and
 //! `max_connections_per_user` for the programs of one user (by the peer's uid), so that
 //! with a socket group, a program of one member that leaks connections leaves the other
-//! members' programs their share. The daemon's own user is not limited per user: on a
-//! socket only it may open (the default), that limit would only cut `max_connections`.
+//! members' programs their share. Without a socket group, the daemon's own user is not
+//! limited per user: on a socket only it may open, that limit would only cut
+//! `max_connections`.
 //!
 //! Binding is careful, as a credential agent's must be: the socket's directory must not
 //! be writable by others nor owned by another user, a live daemon on the path is never
@@ -48,8 +49,8 @@ pub struct FrontActor {
     max_per_user: usize,
     /// Open connections by the peer's uid.
     per_user: PerUser,
-    /// The daemon's own (effective) uid.
-    own_uid: u32,
+    /// The daemon's own (effective) uid when no socket group is set: not limited per user.
+    exempt_uid: Option<u32>,
     shutdown_timeout: Duration,
     /// The live connection tasks: their count enforces `max_connections`, and shutdown
     /// waits on them.
@@ -68,7 +69,10 @@ impl FrontActor {
             max_connections: config.max_connections,
             max_per_user: config.max_connections_per_user,
             per_user: PerUser::default(),
-            own_uid: nix::unistd::geteuid().as_raw(),
+            exempt_uid: config
+                .group
+                .is_none()
+                .then(|| nix::unistd::geteuid().as_raw()),
             shutdown_timeout: config.shutdown_timeout,
             connections: TaskTracker::new(),
             closing: CancellationToken::new(),
@@ -120,7 +124,7 @@ impl StreamHandler<io::Result<UnixStream>> for FrontActor {
                 return;
             }
         };
-        let limit = if uid == self.own_uid {
+        let limit = if Some(uid) == self.exempt_uid {
             usize::MAX
         } else {
             self.max_per_user

@@ -13,9 +13,9 @@
 //! caller is answered only after its own write is durable. A read first commits whatever
 //! is queued, so a client that pipelines a save and then a find sees its save.
 //!
-//! Tokens found by id are also kept encoded, with the uses not yet written, in memory
-//! the connections share (`shared.rs`), so that the connections answer repeated lookups
-//! by id themselves.
+//! Tokens that clients looked up by id are also kept encoded, with the uses not yet
+//! written, in memory the connections share (`shared.rs`), so that the connections
+//! answer repeated lookups by id themselves.
 
 use actix::prelude::*;
 use tokio::sync::oneshot;

@@ -7,10 +7,10 @@
 //! shared without a lock because the connections run on the store's thread.
 //!
 //! It never answers with something older than the store would: only the store fills
-//! it, from a read; every committed write forgets the tokens it changed before its
-//! writer is answered; flushing the uses forgets the tokens whose `last_used_at` it
-//! wrote. (A connection does not use it while it has a write of its own in flight:
-//! `connection.rs`.)
+//! it, from a client's read; every committed write forgets the tokens it changed before
+//! its writer is answered; flushing the uses forgets the tokens whose `last_used_at` it
+//! wrote. (And a connection uses it only while none of its earlier requests waits on an
+//! actor: `connection.rs`.)
 
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -476,3 +476,36 @@ fn shutdown_waits_for_a_refresh_under_way_to_be_stored() {
     let d = InProcess::start_in(dir, config, tokend::clock::Clock::manual(T0));
     assert_eq!(d.client().find_by_id(&id)["access_token"], "SECRET-new-1");
 }
+
+#[test]
+fn a_lookup_pipelined_after_a_refresh_or_cleanup_sees_what_it_did() {
+    // The refresher writes through the store only once the provider has answered; a
+    // lookup sent right behind must not overtake it (nor one behind a cleanup pass).
+    let zoho = FakeZoho::granting();
+    let d = InProcess::start(&zoho.url, |c| {
+        c.cleanup.policies.default.idle_timeout = Some(Duration::from_millis(HOUR as u64));
+    });
+    let mut c = d.client();
+    let id = id_of(&c.save(refreshable("u", T0 + 10 * HOUR)));
+    let find = json!({"op": "find_token_by_id", "token_id": id, "seq": 2});
+    c.find_by_id(&id);
+    c.send_json(&json!({"op": "refresh", "token_id": id, "seq": 1}));
+    c.send_json(&find);
+    assert_eq!(
+        c.read_reply()["result"]["token"]["access_token"],
+        "SECRET-new-1"
+    );
+    let found = c.read_reply();
+    assert_eq!(found["seq"], 2);
+    assert_eq!(found["result"]["token"]["access_token"], "SECRET-new-1");
+    advance_to(&d, T0 + 2 * HOUR);
+    c.send_json(&json!({"op": "cleanup", "dry_run": false, "seq": 3}));
+    c.send_json(&find);
+    let pass = c.read_reply();
+    assert_eq!(
+        pass["result"]["removed"].as_array().unwrap().len(),
+        1,
+        "{pass}"
+    );
+    assert_eq!(c.read_reply()["result"]["token"], Value::Null);
+}
