@@ -28,8 +28,8 @@ fn turned_away(mut c: Client) -> String {
 }
 
 /// Connects until a client is let in (the daemon frees a place only once it has seen a
-/// client leave), up to a generous deadline.
-fn let_in_again(daemon: &Daemon) -> Client {
+/// client leave, the readiness check's included), up to a generous deadline.
+fn let_in(daemon: &Daemon) -> Client {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let mut c = daemon.client();
@@ -54,12 +54,9 @@ fn past_the_connection_limit_a_client_is_told_busy_and_a_freed_place_is_used_aga
     // max_connections only, not by its share.
     let config = format!("{QUIET}[socket]\nmax_connections = 3\nmax_connections_per_user = 1\n");
     let daemon = Daemon::start_with(&config, &[]);
-    let mut first = daemon.client();
-    let mut second = daemon.client();
-    let mut also = daemon.client();
-    first.ping();
-    second.ping();
-    also.ping();
+    let first = let_in(&daemon);
+    let mut second = let_in(&daemon);
+    let _also = let_in(&daemon);
     let message = turned_away(daemon.client());
     assert!(message.contains("connection limit"), "{message}");
     assert!(
@@ -68,7 +65,7 @@ fn past_the_connection_limit_a_client_is_told_busy_and_a_freed_place_is_used_aga
     );
     second.ping();
     drop(first);
-    let mut third = let_in_again(&daemon);
+    let mut third = let_in(&daemon);
     third.ping();
     second.ping();
 }
@@ -140,10 +137,7 @@ fn a_user_at_its_share_is_told_busy_and_other_users_still_get_in() {
     let (_other, replies) = hold_as(65533, &daemon, 1).unwrap();
     assert_eq!(replies[0]["ok"], true, "another user gets in: {replies:?}");
     // With a socket group, the daemon's own user (root here) has its share too.
-    let mut own = [daemon.client(), daemon.client()];
-    for c in &mut own {
-        c.ping();
-    }
+    let _own = [let_in(&daemon), let_in(&daemon)];
     let message = turned_away(daemon.client());
     assert!(message.contains("for your user"), "{message}");
     assert!(
