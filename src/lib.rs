@@ -10,10 +10,12 @@
 //! in memory and writes them in batches, and tells subscribers about every committed
 //! change. What it keeps in memory it shares with the connections on its thread
 //! (`store/shared.rs`): with it, a connection answers a `find_token_by_id` for a token
-//! the store has read before, and not changed since, without a message. The **front actor** (`front.rs`) owns the Unix socket and runs a task per
-//! client (`connection.rs`, with `framing.rs`) that reads newline-delimited JSON
-//! requests (`protocol.rs`, user docs in `docs/protocol.md`), hands each to the actor
-//! that answers it, and writes the replies in order. The **refresher actor**
+//! the store has read before, and not changed since, without a message. The **front
+//! actor** (`front.rs`) owns the Unix socket, limits connections in all and per user,
+//! and runs a task per client (`connection.rs`, with `framing.rs`) that reads
+//! newline-delimited JSON requests (`protocol.rs`, user docs in `docs/protocol.md`),
+//! hands each to the actor that answers it, and writes the replies in order. The
+//! **refresher actor**
 //! (`refresher.rs`) keeps one deadline per refreshable token (`schedule.rs`), refreshes
 //! each once, ahead of expiry, through the provider client (`oauth.rs`), single-flight
 //! and within a rate budget. The **cleanup actor** (`cleanup.rs`) ends sessions by

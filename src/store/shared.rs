@@ -3,7 +3,7 @@
 //!
 //! The cache is there for `find_token_by_id`: a hit is answered on the connection's own
 //! task, with no mailbox, no SQLite and no JSON encoding, which took a find at 64
-//! clients from ~13 to ~6.5 µs of the daemon's one core (benches/README.md). It can be
+//! clients from ~13 to ~4.3 µs of the daemon's one core (benches/README.md). It can be
 //! shared without a lock because the connections run on the store's thread.
 //!
 //! It never answers with something older than the store would: only the store fills
