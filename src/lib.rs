@@ -15,17 +15,16 @@
 //! and runs a task per client (`connection.rs`, with `framing.rs`) that reads
 //! newline-delimited JSON requests (`protocol.rs`, user docs in `docs/protocol.md`),
 //! hands each to the actor that answers it, and writes the replies in order. The
-//! **refresher actor**
-//! (`refresher.rs`) keeps one deadline per refreshable token (`schedule.rs`), refreshes
-//! each once, ahead of expiry, through the provider client (`oauth.rs`), single-flight
-//! and within a rate budget. The **cleanup actor** (`cleanup.rs`) ends sessions by
-//! policy (`policy.rs`) on a cron schedule. Time is an input (`clock.rs`); the token
-//! record and its matching rules are in `model.rs`, configuration in `config.rs`. `run`
-//! wires these together and is what both the `tokend` binary and the integration tests
-//! start; `run_hosted` is the same as a system service (`service.rs`: readiness and
-//! status for systemd through `notify.rs`, a socket systemd passed, the watchdog,
-//! SIGHUP reloads). The command line (`src/cli/`, in the binary) talks to a running
-//! daemon through `client.rs`.
+//! **refresher actor** (`refresher.rs`) keeps one deadline per refreshable token
+//! (`schedule.rs`), refreshes each once, ahead of expiry, through the provider client
+//! (`oauth.rs`), single-flight and within a rate budget. The **cleanup actor**
+//! (`cleanup.rs`) ends sessions by policy (`policy.rs`) on a cron schedule. Time is an
+//! input (`clock.rs`); the token record and its matching rules are in `model.rs`,
+//! configuration in `config.rs`. `run` wires these together and is what both the
+//! `tokend` binary and the integration tests start; `run_hosted` is the same as a
+//! system service (`service.rs`: readiness and status for systemd through `notify.rs`,
+//! a socket systemd passed, the watchdog, SIGHUP reloads). The command line
+//! (`src/cli/`, in the binary) talks to a running daemon through `client.rs`.
 
 pub mod cleanup;
 pub mod client;
