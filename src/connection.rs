@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cleanup::{CleanupActor, RunCleanup};
 use crate::framing::{Frame, LineCodec};
-use crate::protocol::{self, Answer, Code, Request, TokenKey, WireError};
+use crate::protocol::{self, Answer, Code, Request, TokenJson, TokenKey, WireError};
 use crate::refresher::{self, RefresherActor};
 use crate::store::{self, StoreActor};
 
@@ -165,12 +165,7 @@ fn handle(line: &[u8], services: &Services, use_cache: bool) -> (PendingReply, K
     };
     if let (true, Request::FindTokenById { token_id }) = (use_cache, &request) {
         if let Some(json) = services.shared.find_by_id(token_id) {
-            let mut out = Vec::with_capacity(json.len() + 64);
-            protocol::encode_found(&seq, &json, &mut out);
-            return (
-                Box::pin(std::future::ready((out, Kind::Ready))),
-                Kind::Ready,
-            );
+            return (ready(&seq, Ok(Answer::Found(TokenJson(json)))), Kind::Ready);
         }
     }
     let kind = match request {
@@ -191,7 +186,7 @@ fn handle(line: &[u8], services: &Services, use_cache: bool) -> (PendingReply, K
 }
 
 fn ready(seq: &Value, result: Result<Answer, WireError>) -> PendingReply {
-    let mut out = Vec::with_capacity(128);
+    let mut out = Vec::with_capacity(1024);
     protocol::encode(seq, &result, &mut out);
     Box::pin(std::future::ready((out, Kind::Ready)))
 }
@@ -206,13 +201,12 @@ async fn dispatch(request: Request, s: &Services) -> Result<Answer, WireError> {
         Request::FindToken { token } => Answer::Token {
             token: ask(store.send(store::Find { token, touch: true })).await?,
         },
-        Request::FindTokenById { token_id } => Answer::Token {
-            token: ask(store.send(store::FindById {
-                id: token_id,
-                touch: true,
-            }))
-            .await?,
-        },
+        Request::FindTokenById { token_id } => {
+            match ask(store.send(store::FindJsonById(token_id))).await? {
+                Some(json) => Answer::Found(TokenJson(json)),
+                None => Answer::Token { token: None },
+            }
+        }
         Request::DeleteToken { token_id } => Answer::Deleted {
             deleted: ask(store.send(store::Delete(token_id))).await?,
         },

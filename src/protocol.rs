@@ -9,6 +9,8 @@
 //! ← {"seq": null, "ok": false, "error": {"code": "bad_request", "message": "unknown op `nope`"}}
 //! ```
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -72,6 +74,11 @@ pub enum Answer {
     Token {
         token: Option<StoredToken>,
     },
+    /// A found token as JSON already encoded (kept by the store's cache,
+    /// `store::Shared`): `encode` writes it as it writes `Token`, without serialising
+    /// the token again.
+    #[serde(skip)]
+    Found(TokenJson),
     Tokens {
         tokens: Vec<StoredToken>,
         next: Option<String>,
@@ -187,8 +194,28 @@ impl From<RefreshError> for WireError {
     }
 }
 
+/// A token's JSON, secrets and all: its `Debug` shows only the length, as `Token`'s
+/// shows no secret.
+#[derive(Clone)]
+pub struct TokenJson(pub Arc<[u8]>);
+
+impl std::fmt::Debug for TokenJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenJson({} bytes)", self.0.len())
+    }
+}
+
 /// Appends one reply line for `result` to `out`.
 pub fn encode(seq: &Value, result: &Result<Answer, WireError>, out: &mut Vec<u8>) {
+    if let Ok(Answer::Found(TokenJson(token))) = result {
+        out.extend_from_slice(b"{\"seq\":");
+        // A `Value` serialises without fail: every map key is a string.
+        let _ = serde_json::to_writer(&mut *out, seq);
+        out.extend_from_slice(b",\"ok\":true,\"result\":{\"token\":");
+        out.extend_from_slice(token);
+        out.extend_from_slice(b"}}\n");
+        return;
+    }
     #[derive(Serialize)]
     struct Reply<'a> {
         seq: &'a Value,
@@ -209,17 +236,6 @@ pub fn encode(seq: &Value, result: &Result<Answer, WireError>, out: &mut Vec<u8>
         out.extend_from_slice(br#"{"seq":null,"ok":false,"error":{"code":"store_failure","message":"reply could not be encoded"}}"#);
     }
     out.push(b'\n');
-}
-
-/// What `encode` writes for a found token (`Answer::Token`), from the token's JSON as
-/// the store's cache holds it (`store::Shared`), without serialising it again.
-pub fn encode_found(seq: &Value, token_json: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"seq\":");
-    // A `Value` serialises without fail: every map key is a string.
-    let _ = serde_json::to_writer(&mut *out, seq);
-    out.extend_from_slice(b",\"ok\":true,\"result\":{\"token\":");
-    out.extend_from_slice(token_json);
-    out.extend_from_slice(b"}}\n");
 }
 
 mod parse;

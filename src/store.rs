@@ -229,7 +229,8 @@ mod shared;
 mod writes;
 
 pub use reads::{
-    Count, CountByState, EndedSessions, Find, FindById, List, SchedulePage, StillEnded,
+    Count, CountByState, EndedSessions, Find, FindById, FindJsonById, List, SchedulePage,
+    StillEnded,
 };
 pub use shared::{Shared, CAPACITY as CACHE_CAPACITY};
 pub use writes::{ApplyRefresh, Delete, DeleteAll, Expire, Save};

@@ -189,12 +189,13 @@ fn store_failures_do_not_leak_database_details() {
 }
 
 #[test]
-fn a_found_token_from_the_cache_is_encoded_as_encode_writes_it() {
+fn a_found_token_from_the_cache_is_written_as_the_token_itself_would_be() {
     use crate::model::{Meta, StoredToken, Token};
     let token = StoredToken {
         token: Token {
             id: Some("7".into()),
             user_name: Some("a \"quoted\"\n\u{2028} name".into()),
+            refresh_token: Some("SECRET-rt".into()),
             expiry_time: Some("1700000000000".into()),
             ..Token::default()
         },
@@ -204,7 +205,7 @@ fn a_found_token_from_the_cache_is_encoded_as_encode_writes_it() {
             ..Meta::default()
         },
     };
-    let json = serde_json::to_vec(&token).unwrap();
+    let json = TokenJson(serde_json::to_vec(&token).unwrap().into());
     for seq in [Value::Null, json!(3), json!("s"), json!({"any": [1, "x"]})] {
         let mut expected = Vec::new();
         let answer = Answer::Token {
@@ -212,10 +213,12 @@ fn a_found_token_from_the_cache_is_encoded_as_encode_writes_it() {
         };
         encode(&seq, &Ok(answer), &mut expected);
         let mut spliced = Vec::new();
-        encode_found(&seq, &json, &mut spliced);
+        encode(&seq, &Ok(Answer::Found(json.clone())), &mut spliced);
         assert_eq!(
             String::from_utf8(spliced).unwrap(),
             String::from_utf8(expected).unwrap()
         );
     }
+    let shown = format!("{:?}", Answer::Found(json));
+    assert!(!shown.contains("SECRET"), "{shown}");
 }

@@ -2,6 +2,8 @@
 //! queued before it (read-your-writes), and the lookups share one read transaction
 //! (`StoreActor::reading`).
 
+use std::sync::Arc;
+
 use actix::prelude::*;
 
 use super::StoreActor;
@@ -42,13 +44,27 @@ impl Handler<FindById> for StoreActor {
 
     fn handle(&mut self, msg: FindById, _: &mut Self::Context) -> Self::Result {
         let found = self.reading()?.find_by_id(&msg.id)?;
-        // Only a client's lookup: the daemon's own (a refresh about to write the token,
-        // a cleanup about to delete it) would fill the cache with what is about to go.
-        if let (true, Some(t)) = (msg.touch, &found) {
-            self.shared.remember(t);
-        }
         self.touch(&found, msg.touch);
         Ok(found)
+    }
+}
+
+/// A client's `find_token_by_id`: the token's JSON as the reply carries it, and kept
+/// for the next lookup by id (`Shared`). Only clients' lookups fill the cache: the
+/// daemon's own (a refresh about to write the token, a cleanup about to delete it) would
+/// fill it with what is about to go.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Arc<[u8]>>, StoreError>")]
+pub struct FindJsonById(pub String);
+
+impl Handler<FindJsonById> for StoreActor {
+    type Result = Result<Option<Arc<[u8]>>, StoreError>;
+
+    fn handle(&mut self, msg: FindJsonById, _: &mut Self::Context) -> Self::Result {
+        let found = self.reading()?.find_by_id(&msg.0)?;
+        self.touch(&found, true);
+        let encoded = found.map(|t| self.shared.remember(&t)).transpose();
+        encoded.map_err(|_| StoreError::Sqlite("a stored token could not be encoded".into()))
     }
 }
 

@@ -15,6 +15,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::db::Outcome;
@@ -39,8 +40,9 @@ pub struct Shared {
 
 #[derive(Default)]
 struct Inner {
-    /// Each token's JSON as `find_token_by_id` answers it, by id.
-    tokens: HashMap<String, Rc<[u8]>>,
+    /// Each token's JSON as `find_token_by_id` answers it, by id. (`Arc`, not `Rc`:
+    /// it travels in actix replies, which must be `Send`.)
+    tokens: HashMap<String, Arc<[u8]>>,
     /// The bytes of JSON in `tokens`.
     bytes: usize,
     /// Last use per token id since the last flush. Lookups record here, not on disk, so
@@ -59,7 +61,7 @@ impl Shared {
 
     /// A client's lookup by id, if the cache holds the token: its JSON, the use
     /// recorded.
-    pub fn find_by_id(&self, id: &str) -> Option<Rc<[u8]>> {
+    pub fn find_by_id(&self, id: &str) -> Option<Arc<[u8]>> {
         let mut inner = self.inner.borrow_mut();
         let found = inner.tokens.get(id).cloned()?;
         inner.record_use(id, self.clock.now_ms());
@@ -71,24 +73,24 @@ impl Shared {
         self.inner.borrow_mut().record_use(id, self.clock.now_ms());
     }
 
-    /// Keeps `token`, as a client's lookup just read it from the database.
-    pub(super) fn remember(&self, token: &StoredToken) {
+    /// `token`'s JSON, as a client's lookup just read it from the database; kept for
+    /// the next lookup unless it is too long. Encoded once, for both. (Encoding cannot
+    /// fail: a token's map keys are all strings.)
+    pub(super) fn remember(&self, token: &StoredToken) -> serde_json::Result<Arc<[u8]>> {
         let mut inner = self.inner.borrow_mut();
-        if inner.tokens.contains_key(token.id()) {
-            return;
+        if let Some(json) = inner.tokens.get(token.id()) {
+            return Ok(json.clone());
         }
-        // A token serialises to memory without fail (every map key is a string).
-        let Ok(json) = serde_json::to_vec(token) else {
-            return;
-        };
+        let json: Arc<[u8]> = serde_json::to_vec(token)?.into();
         if json.len() > MAX_TOKEN_BYTES {
-            return;
+            return Ok(json);
         }
         if inner.tokens.len() >= CAPACITY || inner.bytes + json.len() > MAX_BYTES {
             inner.clear();
         }
         inner.bytes += json.len();
-        inner.tokens.insert(token.id().to_owned(), json.into());
+        inner.tokens.insert(token.id().to_owned(), json.clone());
+        Ok(json)
     }
 
     /// Forgets what a committed write changed.
@@ -174,7 +176,7 @@ mod tests {
         let shared = Shared::new(Clock::system());
         assert_eq!(cached(&shared, "1"), None);
         let t = stored("1", "1000.a");
-        shared.remember(&t);
+        shared.remember(&t).unwrap();
         assert_eq!(
             cached(&shared, "1"),
             Some(serde_json::to_value(&t).unwrap())
@@ -186,14 +188,14 @@ mod tests {
         );
         shared.forget(&Outcome::Saved(stored("1", "1000.b")));
         assert_eq!(cached(&shared, "1"), None, "a save forgets the old one");
-        shared.remember(&t);
+        shared.remember(&t).unwrap();
         shared.forget(&Outcome::Deleted {
             id: "1".into(),
             existed: true,
         });
         assert_eq!(cached(&shared, "1"), None);
-        shared.remember(&t);
-        shared.remember(&stored("2", "1000.c"));
+        shared.remember(&t).unwrap();
+        shared.remember(&stored("2", "1000.c")).unwrap();
         shared.forget(&Outcome::DeletedAll(2));
         assert_eq!((cached(&shared, "1"), cached(&shared, "2")), (None, None));
     }
@@ -201,8 +203,8 @@ mod tests {
     #[test]
     fn a_hit_is_a_use_and_writing_the_uses_forgets_their_tokens() {
         let shared = Shared::new(Clock::system());
-        shared.remember(&stored("1", "1000.a"));
-        shared.remember(&stored("2", "1000.b"));
+        shared.remember(&stored("1", "1000.a")).unwrap();
+        shared.remember(&stored("2", "1000.b")).unwrap();
         assert_eq!(shared.last_use("1"), None, "remembering is not a use");
         assert!(shared.find_by_id("1").is_some());
         assert!(shared.last_use("1").is_some(), "a hit is a client's use");
@@ -217,10 +219,10 @@ mod tests {
     fn at_capacity_the_cache_starts_over() {
         let shared = Shared::new(Clock::system());
         for n in 0..CAPACITY {
-            shared.remember(&stored(&n.to_string(), "1000.a"));
+            shared.remember(&stored(&n.to_string(), "1000.a")).unwrap();
         }
         assert!(shared.find_by_id("0").is_some());
-        shared.remember(&stored("one more", "1000.a"));
+        shared.remember(&stored("one more", "1000.a")).unwrap();
         assert!(shared.find_by_id("0").is_none());
         assert!(shared.find_by_id("one more").is_some());
         assert_eq!(shared.inner.borrow().tokens.len(), 1);
@@ -230,16 +232,21 @@ mod tests {
     fn its_bytes_are_capped_too_and_a_long_token_is_not_kept() {
         let shared = Shared::new(Clock::system());
         let long = stored("long", &"x".repeat(MAX_TOKEN_BYTES));
-        shared.remember(&long);
+        let json = shared.remember(&long).unwrap();
+        assert_eq!(
+            &*json,
+            &serde_json::to_vec(&long).unwrap()[..],
+            "encoded, not kept"
+        );
         assert!(shared.find_by_id("long").is_none());
         let big = "x".repeat(MAX_TOKEN_BYTES / 2);
         // Ids of one length, so that every token's JSON is as long.
         let fit = MAX_BYTES / serde_json::to_vec(&stored("00000", &big)).unwrap().len();
         for n in 0..fit {
-            shared.remember(&stored(&format!("{n:05}"), &big));
+            shared.remember(&stored(&format!("{n:05}"), &big)).unwrap();
         }
         assert!(shared.find_by_id("00000").is_some());
-        shared.remember(&stored("over0", &big));
+        shared.remember(&stored("over0", &big)).unwrap();
         assert!(
             shared.find_by_id("00000").is_none(),
             "started over at the byte cap"
