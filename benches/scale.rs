@@ -284,8 +284,7 @@ fn schedule_in_process(s: &mut Summary) -> anyhow::Result<()> {
 /// The refresher's configuration with every default, as a daemon without a config
 /// file runs.
 fn default_refresh_config() -> anyhow::Result<RefreshConfig> {
-    let file = tempfile::Builder::new().suffix(".toml").tempfile()?;
-    Ok(tokend::Config::load(Some(file.path()), &HashMap::new())?.refresh)
+    Ok(tokend::Config::builtin(&HashMap::new())?.refresh)
 }
 
 /// Part 3: the daemon's own start with every token refreshable and scheduled.

@@ -234,6 +234,13 @@ impl Config {
         Ok(config)
     }
 
+    /// The built-in defaults: what a daemon runs on with no file and no `TOKEND_*`
+    /// overrides (`env` places the default paths). Unlike `load(None, ..)`, never reads
+    /// /etc/tokend/tokend.toml, so tests and benches start from the same place anywhere.
+    pub fn builtin(env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        Config::validate(Raw::default(), env)
+    }
+
     fn validate(raw: Raw, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
         let max_request_bytes = raw
             .socket

@@ -13,14 +13,22 @@ fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
     path
 }
 
-/// The built-in defaults, from an empty file: `Config::load(None, ..)` would read this
-/// machine's /etc/tokend/tokend.toml if it had one.
 fn builtin(e: &HashMap<String, String>) -> Config {
+    Config::builtin(e).unwrap()
+}
+
+#[test]
+fn the_built_in_defaults_are_what_an_empty_file_configures() {
     let dir = tempfile::tempdir().unwrap();
-    Config {
-        source: None,
-        ..Config::load(Some(&write(&dir, "")), e).unwrap()
-    }
+    let e = env(&[("HOME", "/home/u")]);
+    let from_empty = Config::load(Some(&write(&dir, "")), &e).unwrap();
+    assert_eq!(
+        Config {
+            source: None,
+            ..from_empty
+        },
+        builtin(&e)
+    );
 }
 
 /// The shipped file documents each default as a commented-out `#key = value` line.

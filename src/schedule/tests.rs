@@ -1,12 +1,9 @@
 use super::*;
 use crate::config::Config;
 
-/// The built-in defaults, from an empty file (not this machine's /etc/tokend/tokend.toml).
+/// The built-in defaults.
 fn cfg() -> RefreshConfig {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    Config::load(Some(file.path()), &HashMap::new())
-        .unwrap()
-        .refresh
+    Config::builtin(&HashMap::new()).unwrap().refresh
 }
 
 const HOUR: i64 = 3_600_000;

@@ -40,10 +40,7 @@ impl InProcess {
     /// clock at `T0`; `tweak` adjusts the configuration first.
     pub fn start(accounts_url: &str, tweak: impl FnOnce(&mut Config)) -> InProcess {
         let dir = tempfile::tempdir().unwrap();
-        // An empty file, not this machine's /etc/tokend/tokend.toml: the built-in defaults.
-        let empty = dir.path().join("tokend.toml");
-        std::fs::write(&empty, "").unwrap();
-        let mut config = Config::load(Some(&empty), &HashMap::new()).unwrap();
+        let mut config = Config::builtin(&HashMap::new()).unwrap();
         config.socket.path = dir.path().join("run/tokend.sock");
         config.store.path = dir.path().join("state/tokens.db");
         config.refresh.endpoints.accounts_url = Some(accounts_url.to_owned());
