@@ -64,7 +64,10 @@ impl Decoder for LineCodec {
                 }
             }
             match newline {
-                Some(i) if i > self.max => self.discarding = true,
+                Some(i) if i > self.max => {
+                    buf.advance(i + 1);
+                    return Ok(Some(Frame::TooLong));
+                }
                 Some(i) => {
                     let mut line = buf.split_to(i + 1).freeze();
                     line.truncate(i);
@@ -74,10 +77,13 @@ impl Decoder for LineCodec {
                     }
                     return Ok(Some(Frame::Line(line)));
                 }
+                // Too long already, with no newline yet: drop what came, and the rest up
+                // to the newline as it comes.
                 None if buf.len() > self.max => {
-                    // Discarding clears the buffer: start the next search afresh.
-                    self.discarding = true;
+                    buf.clear();
                     self.scanned = 0;
+                    self.discarding = true;
+                    return Ok(None);
                 }
                 None => return Ok(None),
             }
