@@ -441,10 +441,7 @@ fn cleanup_dry_run_reports_and_cleanup_removes() {
 
 #[test]
 fn cleanup_without_dry_run_leaves_it_to_the_daemons_config() {
-    let daemon = Daemon::start_with(
-        "[refresh]\nenabled = false\n[cleanup]\nenabled = false\ndry_run = true\n",
-        &[],
-    );
+    let daemon = Daemon::start_with(&format!("{QUIET}dry_run = true\n"), &[]);
     let mut c = daemon.client();
     c.save(
         json!({"user_name": "ended@example.com", "access_token": "1000.a", "expiry_time": "1000"}),

@@ -37,9 +37,9 @@ fn reload(daemon: &Daemon, notify: &mut NotifySocket) -> String {
 
 #[test]
 fn sighup_applies_policies_refresh_tuning_and_log_level_without_a_restart() {
-    let before = "[refresh]\nenabled = false\n[cleanup]\nenabled = false\nexpired_unrefreshable_grace = \"off\"\n[log]\nlevel = \"info\"\n";
+    let before = format!("{QUIET}expired_unrefreshable_grace = \"off\"\n[log]\nlevel = \"info\"\n");
     // RUST_LOG empty: the level comes from the file.
-    let mut daemon = Daemon::prepare(before, &[("RUST_LOG", "")]);
+    let mut daemon = Daemon::prepare(&before, &[("RUST_LOG", "")]);
     let mut notify = NotifySocket::bind(daemon.dir());
     daemon.set_env("NOTIFY_SOCKET", notify.path());
     daemon.launch();
@@ -78,9 +78,7 @@ fn sighup_applies_policies_refresh_tuning_and_log_level_without_a_restart() {
 #[test]
 fn sighup_carries_cleanup_dry_run_to_the_cleanup_actor() {
     let config = |dry_run: bool| {
-        format!(
-            "[refresh]\nenabled = false\n[cleanup]\nenabled = false\nexpired_unrefreshable_grace = \"1h\"\ndry_run = {dry_run}\n"
-        )
+        format!("{QUIET}expired_unrefreshable_grace = \"1h\"\ndry_run = {dry_run}\n")
     };
     let mut daemon = Daemon::prepare(&config(false), &[]);
     let mut notify = NotifySocket::bind(daemon.dir());
