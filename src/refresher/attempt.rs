@@ -81,7 +81,7 @@ pub(super) async fn run(
     };
     // Someone refreshed (or a client saved) while this caller waited: nothing to do.
     if !force && fresh_enough(&token, &deps) {
-        return (Ok(token.clone()), Latest::Stored(ScheduleInput::of(&token)));
+        return fresh(token);
     }
     if token.meta.state == TokenState::NeedsReauth {
         let provider_error = Some(token.meta.last_error.clone().unwrap_or_default());
@@ -100,12 +100,18 @@ pub(super) async fn run(
         .next_refresh_at
         .filter(|&at| (!force || throttled) && at > deps.clock.now_ms())
     {
-        let error = match token.meta.last_error.as_deref() {
-            Some("throttled") => RefreshError::Throttled { retry_at },
-            last => RefreshError::Failed {
-                provider_error: last.unwrap_or("unknown").to_owned(),
+        let error = if throttled {
+            RefreshError::Throttled { retry_at }
+        } else {
+            RefreshError::Failed {
+                provider_error: token
+                    .meta
+                    .last_error
+                    .as_deref()
+                    .unwrap_or("unknown")
+                    .to_owned(),
                 reason: format!("the last attempt failed; the next is at {retry_at} (epoch ms)"),
-            },
+            }
         };
         return (Err(error), Latest::Stored(ScheduleInput::of(&token)));
     }
@@ -167,16 +173,14 @@ pub(super) async fn run(
         update,
     };
     match (ask(deps.store.send(write)).await, error) {
-        (Ok(Some(t)), None) => (Ok(t.clone()), Latest::Stored(ScheduleInput::of(&t))),
+        (Ok(Some(t)), None) => fresh(t),
         (Ok(Some(t)), Some(e)) => (Err(e), Latest::Stored(ScheduleInput::of(&t))),
         // A client saved or deleted the token while the provider answered: what the
         // client stored is newer than this result, which was dropped. It answers a
         // caller that waits for a fresh access token only if it holds one.
         (Ok(None), error) => match ask(deps.store.send(store::FindById { id, touch: false })).await
         {
-            Ok(Some(t)) if force || fresh_enough(&t, &deps) => {
-                (Ok(t.clone()), Latest::Stored(ScheduleInput::of(&t)))
-            }
+            Ok(Some(t)) if force || fresh_enough(&t, &deps) => fresh(t),
             Ok(Some(t)) => {
                 let error = error.unwrap_or_else(|| RefreshError::Failed {
                     provider_error: "superseded".into(),
@@ -190,6 +194,12 @@ pub(super) async fn run(
         // Not recorded: the old token stays stored and valid, and is retried.
         (Err(e), _) => (Err(e), retry_soon(&deps)),
     }
+}
+
+/// `t` as the answer, and as what the schedule goes on from.
+fn fresh(t: StoredToken) -> (Result<StoredToken, RefreshError>, Latest) {
+    let input = ScheduleInput::of(&t);
+    (Ok(t), Latest::Stored(input))
 }
 
 /// The record of a failed attempt, and what the caller is told.
