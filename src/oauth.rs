@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 mod endpoints;
 
-pub(crate) use endpoints::http_url;
+pub(crate) use endpoints::accounts_base;
 pub use endpoints::Endpoints;
 use endpoints::Resolver;
 

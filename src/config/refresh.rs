@@ -46,12 +46,9 @@ struct RawAccounts {
 const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 pub(super) fn validate_refresh(raw: RawRefresh) -> Result<RefreshConfig, ConfigError> {
-    let url = |key: &'static str, u: String| match crate::oauth::http_url(&u) {
-        Some(_) => Ok(u.trim().trim_end_matches('/').to_owned()),
-        None => Err(invalid(
-            key,
-            "must be an http:// or https:// URL with a host",
-        )),
+    let url = |key: &'static str, u: String| {
+        crate::oauth::accounts_base(&u)
+            .ok_or_else(|| invalid(key, "must be an http:// or https:// URL with a host"))
     };
     let accounts_url = raw
         .accounts_url

@@ -46,12 +46,12 @@ impl Resolver {
         let fallback = endpoints
             .accounts_url
             .as_deref()
-            .map(accounts_base)
+            .map(checked_accounts_base)
             .transpose()?;
         let per_domain = endpoints
             .per_domain
             .iter()
-            .map(|(domain, url)| Ok((origin_key(domain), accounts_base(url)?)))
+            .map(|(domain, url)| Ok((origin_key(domain), checked_accounts_base(url)?)))
             .collect::<Result<_, OAuthError>>()?;
         Ok(Resolver {
             fallback,
@@ -71,22 +71,25 @@ impl Resolver {
     }
 }
 
-/// `url` if it is an http(s) URL with a host. Config validation uses it too, so that a
-/// URL `config check` accepts is one the daemon can use.
-pub(crate) fn http_url(url: &str) -> Option<Url> {
+/// `url` if it is an http(s) URL with a host.
+fn http_url(url: &str) -> Option<Url> {
     let url = Url::parse(url.trim()).ok()?;
     (matches!(url.scheme(), "http" | "https") && url.host_str().is_some()).then_some(url)
 }
 
-/// A configured accounts base, validated, without a trailing slash.
-fn accounts_base(url: &str) -> Result<String, OAuthError> {
+/// A configured accounts base without its trailing slash, if it is an http(s) URL with
+/// a host. Config validation uses it too, so a URL `config check` accepts is one the
+/// daemon can use.
+pub(crate) fn accounts_base(url: &str) -> Option<String> {
     let base = url.trim().trim_end_matches('/');
-    http_url(base)
-        .map(|_| base.to_owned())
-        // Not quoted: a URL may carry a password. Config validation names the key.
-        .ok_or_else(|| OAuthError::Setup {
-            reason: "an accounts URL is not an http(s) URL with a host".into(),
-        })
+    http_url(base).map(|_| base.to_owned())
+}
+
+fn checked_accounts_base(url: &str) -> Result<String, OAuthError> {
+    // Not quoted: a URL may carry a password. Config validation names the key.
+    accounts_base(url).ok_or_else(|| OAuthError::Setup {
+        reason: "an accounts URL is not an http(s) URL with a host".into(),
+    })
 }
 
 /// The form api_domains are compared in: `scheme://host[:port]` in lowercase (or the
