@@ -127,6 +127,7 @@ pub(super) fn apply(
         Write::DeleteAll => Ok(Outcome::DeletedAll(
             tx.prepare_cached("DELETE FROM tokens")?.execute([])? as u64,
         )),
+        // `store::StillEnded` checks the same condition before a revoke: keep them alike.
         Write::Expire {
             id,
             version,

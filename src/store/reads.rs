@@ -85,6 +85,7 @@ impl Handler<StillEnded> for StoreActor {
             return Ok(None);
         }
         let found = self.reading()?.find_by_id(&e.id)?;
+        // The condition of `Write::Expire`'s DELETE (db/write.rs), which must match it.
         Ok(found.filter(|t| {
             t.meta.version == e.version && t.meta.last_used_at.unwrap_or(0) <= e.used_before
         }))
