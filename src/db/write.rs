@@ -222,25 +222,24 @@ fn save(
     match existing {
         Some(mut stored) => {
             let before = stored.clone();
+            stored.token.merge_from(token);
+            let (is, was) = (&stored.token, &before.token);
             // New credentials from a client (after the user authorised again, or after
             // the SDK refreshed by itself) end any failure state: they deserve a try.
             // The same ones saved again do not: that would cut a throttle short. A new
             // client id or secret counts: the provider refuses a wrong one as it does a
             // dead refresh token (`invalid_client_secret` marks needs_reauth too).
-            let new = |t: &Option<String>, stored: &Option<String>| t.is_some() && t != stored;
-            let (k, s) = (&token, &stored.token);
-            if new(&k.refresh_token, &s.refresh_token)
-                || new(&k.grant_token, &s.grant_token)
-                || new(&k.access_token, &s.access_token)
-                || new(&k.client_id, &s.client_id)
-                || new(&k.client_secret, &s.client_secret)
+            if is.refresh_token != was.refresh_token
+                || is.grant_token != was.grant_token
+                || is.access_token != was.access_token
+                || is.client_id != was.client_id
+                || is.client_secret != was.client_secret
             {
                 stored.meta.state = TokenState::Active;
                 stored.meta.failures = 0;
                 stored.meta.last_error = None;
                 stored.meta.next_refresh_at = None;
             }
-            stored.token.merge_from(token);
             if stored.token.expiry_time != before.token.expiry_time {
                 stored.meta.expiry_set_at = Some(now);
             }
