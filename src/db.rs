@@ -1,8 +1,9 @@
-//! The SQLite database behind the store actor: opening it and every query (the schema
-//! and its migrations are in `db/schema.rs`, writes in `db/write.rs`, the cleanup's scan
-//! in `db/scan.rs`).
+//! The SQLite database behind the store actor: opening it and every query. The schema
+//! and its migrations are in `db/schema.rs`, writes in `db/write.rs` (a save's rules in
+//! `db/save.rs`), the cleanup's scan in `db/scan.rs`, the files' modes in `db/files.rs`.
 //!
-//! Only the store actor uses this module, so its thread is the only place SQL runs. Every value is bound as a parameter; no value is ever formatted into SQL.
+//! Only the store actor uses this module, so its thread is the only place SQL runs.
+//! Every value is bound as a parameter; no value is ever formatted into SQL.
 //! Writes come in batches (`apply_batch`): one transaction and one fsync for all the
 //! saves that arrived together, each in its own savepoint so one bad save does not undo
 //! the others.
@@ -14,6 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::error::StoreError;
 use crate::model::{Lookup, Meta, StoredToken, Token, TokenState};
+use files::{create_private_dir, keep_private};
 use schema::migrate;
 
 /// The paging key of the id `?1`, or '' (before every key) when `?1` is NULL. Written as
@@ -201,62 +203,10 @@ impl Db {
     }
 }
 
-/// Creates the database file 0600 if it is new, and takes group and other access away
-/// from it and its WAL if they have any: they hold every secret, and a file created
-/// under the shell's umask (or restored from a backup) would be readable by everyone.
-/// SQLite creates the WAL with the database file's mode. Never stops the open: what it
-/// cannot do (a file another user owns, a filesystem without modes) it warns about,
-/// file by file, and a file it cannot open is SQLite's to report.
-fn keep_private(path: &Path) {
-    use std::os::unix::fs::OpenOptionsExt;
-    if path.as_os_str() == ":memory:" {
-        return;
-    }
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    let wal = PathBuf::from(wal);
-    let db = std::fs::File::options()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path);
-    for (file, opened) in [(path, db), (wal.as_path(), std::fs::File::open(&wal))] {
-        match opened.and_then(|f| tighten(&f)) {
-            Ok(None) => {}
-            Ok(Some(was)) => tracing::warn!(path = %file.display(), was = format!("{was:o}"),
-                "the file was readable by others; its mode is now 0600"),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(path = %file.display(), error = %e,
-                "could not make this file of the database private to this user"),
-        }
-    }
-}
-
-/// Takes group and other bits off `file`; the mode it had, if it changed it.
-fn tighten(file: &std::fs::File) -> std::io::Result<Option<u32>> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = file.metadata()?.permissions().mode() & 0o777;
-    if mode & 0o077 == 0 {
-        return Ok(None);
-    }
-    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))?;
-    Ok(Some(mode))
-}
-
 /// A page's cursor: the last key read when the page came back full (`rows` of `limit`),
 /// as more may follow; `None` once a page comes back short.
 fn next_cursor<T>(rows: usize, limit: u32, last: Option<T>) -> Option<T> {
     last.filter(|_| limit > 0 && rows == limit as usize)
-}
-
-/// Creates `dir` (and parents) readable only by the daemon's user: the database holds
-/// refresh tokens.
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
 }
 
 fn find_by_id(conn: &Connection, id: &str) -> Result<Option<StoredToken>, StoreError> {
@@ -333,6 +283,8 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<StoredToken> {
     })
 }
 
+mod files;
+mod save;
 mod scan;
 mod schema;
 mod write;
