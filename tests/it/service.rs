@@ -153,8 +153,13 @@ fn systemd_socket_activate_starts_it_on_the_first_connection() {
         .env_clear()
         .stdout(Stdio::null());
     daemon.spawn_command(cmd);
-    eventually("the activation socket", || passed.exists());
-    let mut c = Client::connect(&passed);
+    // The socket file appears at bind(), before listen(): poll the connect itself.
+    let mut c = None;
+    eventually("the activation socket listening", || {
+        c = Client::try_connect(&passed);
+        c.is_some()
+    });
+    let mut c = c.expect("connected");
     c.save(token("socket-activate", 1));
     assert_eq!(c.count(), 1);
     drop(c);

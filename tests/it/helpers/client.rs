@@ -24,7 +24,7 @@ impl Client {
         Client::from_stream(stream)
     }
 
-    pub(super) fn try_connect(path: &Path) -> Option<Client> {
+    pub fn try_connect(path: &Path) -> Option<Client> {
         UnixStream::connect(path).ok().map(Client::from_stream)
     }
 
