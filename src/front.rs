@@ -55,12 +55,18 @@ pub struct FrontActor {
     /// The live connection tasks: their count enforces `max_connections`, and shutdown
     /// waits on them.
     connections: TaskTracker,
-    /// Fired at shutdown; each connection then stops reading new requests.
+    /// The daemon's "stopping" (the same token the cleanup watches); once it fires, each
+    /// connection stops reading new requests.
     closing: CancellationToken,
 }
 
 impl FrontActor {
-    pub fn new(listener: UnixListener, services: Services, config: &SocketConfig) -> FrontActor {
+    pub fn new(
+        listener: UnixListener,
+        services: Services,
+        config: &SocketConfig,
+        stopping: CancellationToken,
+    ) -> FrontActor {
         FrontActor {
             listener: Some(listener),
             accepting: None,
@@ -75,7 +81,7 @@ impl FrontActor {
                 .then(|| nix::unistd::geteuid().as_raw()),
             shutdown_timeout: config.shutdown_timeout,
             connections: TaskTracker::new(),
-            closing: CancellationToken::new(),
+            closing: stopping,
         }
     }
 }

@@ -111,7 +111,8 @@ pub async fn run_hosted(
         refresher: refresher.clone(),
         cleanup: cleanup.clone(),
     };
-    let front = front::FrontActor::new(listener, services, &config.socket).start();
+    let front =
+        front::FrontActor::new(listener, services, &config.socket, stopping.clone()).start();
     tracing::info!(
         socket = %socket_path.display(),
         activated = socket_guard.is_none(),
