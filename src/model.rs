@@ -93,6 +93,17 @@ impl Token {
         })
     }
 
+    /// Whether `other` holds the same credentials: the tokens and the client that
+    /// authenticate. A save that changes none of them is not a new sign-in: it keeps a
+    /// failure state, and it does not make a refresh's result any less true.
+    pub fn same_credentials(&self, other: &Token) -> bool {
+        self.refresh_token == other.refresh_token
+            && self.grant_token == other.grant_token
+            && self.access_token == other.access_token
+            && self.client_id == other.client_id
+            && self.client_secret == other.client_secret
+    }
+
     /// Whether the token carries anything that authenticates: without one of these a new
     /// row would be useless, so such a save that matches nothing is refused.
     pub fn has_credential(&self) -> bool {

@@ -32,18 +32,12 @@ pub(super) fn save(
         Some(mut stored) => {
             let before = stored.clone();
             stored.token.merge_from(token);
-            let (is, was) = (&stored.token, &before.token);
             // New credentials from a client (after the user authorised again, or after
             // the SDK refreshed by itself) end any failure state: they deserve a try.
             // The same ones saved again do not: that would cut a throttle short. A new
             // client id or secret counts: the provider refuses a wrong one as it does a
             // dead refresh token (`invalid_client_secret` marks needs_reauth too).
-            if is.refresh_token != was.refresh_token
-                || is.grant_token != was.grant_token
-                || is.access_token != was.access_token
-                || is.client_id != was.client_id
-                || is.client_secret != was.client_secret
-            {
+            if !stored.token.same_credentials(&before.token) {
                 stored.meta.state = TokenState::Active;
                 stored.meta.failures = 0;
                 stored.meta.last_error = None;

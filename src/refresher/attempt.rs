@@ -66,9 +66,6 @@ pub(super) async fn run(
     id: String,
     force: bool,
 ) -> (Result<StoredToken, RefreshError>, Latest) {
-    let retry_soon = |deps: &Deps| {
-        Latest::RetryAt(deps.clock.now_ms() + deps.cfg().backoff_initial.as_millis() as i64)
-    };
     let token = match ask(deps.store.send(store::FindById {
         id: id.clone(),
         touch: false,
@@ -166,34 +163,81 @@ pub(super) async fn run(
         }
         Err(e) => failed(&deps, &id, &token, e, now),
     };
-    let version = token.meta.version;
-    let write = store::ApplyRefresh {
-        id: id.clone(),
-        version,
-        update,
-    };
-    match (ask(deps.store.send(write)).await, error) {
-        (Ok(Some(t)), None) => fresh(t),
-        (Ok(Some(t)), Some(e)) => (Err(e), Latest::Stored(ScheduleInput::of(&t))),
-        // A client saved or deleted the token while the provider answered: what the
-        // client stored is newer than this result, which was dropped. It answers a
-        // caller that waits for a fresh access token only if it holds one.
-        (Ok(None), error) => match ask(deps.store.send(store::FindById { id, touch: false })).await
-        {
-            Ok(Some(t)) if force || fresh_enough(&t, &deps) => fresh(t),
+    record(&deps, id, &token, update, error).await
+}
+
+/// How many times a result is written again over saves that kept the credentials.
+const REWRITES: u32 = 2;
+
+/// Writes the result of asking the provider, for the token as `read` before asking.
+/// The write is conditional on the version, and a client's save while the provider
+/// answered moves it. A save that kept the credentials (the SDK saving what it read, a
+/// new redirect URL) leaves the result true: a grant for these credentials, or the
+/// provider's refusal or throttle of them, which must not be forgotten (asking again
+/// during a throttle re-arms it). So it is written again on the newer version. New
+/// credentials are newer than the result, which is then dropped.
+async fn record(
+    deps: &Deps,
+    id: String,
+    read: &StoredToken,
+    update: RefreshUpdate,
+    error: Option<RefreshError>,
+) -> (Result<StoredToken, RefreshError>, Latest) {
+    let (mut version, mut rewrites) = (read.meta.version, 0);
+    loop {
+        let write = store::ApplyRefresh {
+            id: id.clone(),
+            version,
+            update: update.clone(),
+        };
+        match ask(deps.store.send(write)).await {
             Ok(Some(t)) => {
-                let error = error.unwrap_or_else(|| RefreshError::Failed {
-                    provider_error: "superseded".into(),
-                    reason: "a client saved the token during its refresh, without a fresh access token; ask again".into(),
-                });
-                (Err(error), Latest::Stored(ScheduleInput::of(&t)))
+                let input = ScheduleInput::of(&t);
+                return match error {
+                    None => (Ok(t), Latest::Stored(input)),
+                    Some(e) => (Err(e), Latest::Stored(input)),
+                };
             }
-            Ok(None) => (Err(RefreshError::NotFound), Latest::Gone),
-            Err(e) => (Err(e), retry_soon(&deps)),
-        },
-        // Not recorded: the old token stays stored and valid, and is retried.
-        (Err(e), _) => (Err(e), retry_soon(&deps)),
+            Ok(None) => {}
+            // Not recorded: the old token stays stored and valid, and is retried.
+            Err(e) => return (Err(e), retry_soon(deps)),
+        }
+        let find = store::FindById {
+            id: id.clone(),
+            touch: false,
+        };
+        match ask(deps.store.send(find)).await {
+            Ok(Some(now)) if rewrites < REWRITES && now.token.same_credentials(&read.token) => {
+                version = now.meta.version;
+                rewrites += 1;
+            }
+            Ok(Some(now)) => return superseded(now, error, deps),
+            Ok(None) => return (Err(RefreshError::NotFound), Latest::Gone),
+            Err(e) => return (Err(e), retry_soon(deps)),
+        }
     }
+}
+
+/// The answer when a client's save replaced the result: the client's token if it holds a
+/// fresh access token (what every caller wants), else the attempt's error, or word that
+/// there is no fresh token yet. Never the stored token as if it were fresh.
+fn superseded(
+    t: StoredToken,
+    error: Option<RefreshError>,
+    deps: &Deps,
+) -> (Result<StoredToken, RefreshError>, Latest) {
+    if fresh_enough(&t, deps) {
+        return fresh(t);
+    }
+    let error = error.unwrap_or_else(|| RefreshError::Failed {
+        provider_error: "superseded".into(),
+        reason: "a client saved new credentials during the refresh, without a fresh access token; ask again".into(),
+    });
+    (Err(error), Latest::Stored(ScheduleInput::of(&t)))
+}
+
+fn retry_soon(deps: &Deps) -> Latest {
+    Latest::RetryAt(deps.clock.now_ms() + deps.cfg().backoff_initial.as_millis() as i64)
 }
 
 /// `t` as the answer, and as what the schedule goes on from.
@@ -223,7 +267,12 @@ fn failed(
             )
         }
         OAuthError::Throttled => {
-            let retry_at = now + deps.cfg().throttle_wait.as_millis() as i64;
+            // Zoho lifts its block only after 15-30 quiet minutes, and a request during it
+            // re-arms it (ZOHO.md): a fixed wait shorter than the block would never see
+            // it lifted. So each failure in a row doubles the wait, up to four times.
+            let doubled = 1u32 << failures.saturating_sub(1).min(2);
+            let wait = deps.cfg().throttle_wait.saturating_mul(doubled);
+            let retry_at = now + wait.as_millis() as i64;
             tracing::warn!(token_id = %id.escape_debug(), retry_at, "the provider is throttling refreshes of this token");
             (Some(retry_at), RefreshError::Throttled { retry_at })
         }

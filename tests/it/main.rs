@@ -19,6 +19,7 @@ mod migrate;
 mod operations;
 mod paging;
 mod refresh;
+mod refresh_races;
 mod reload;
 mod robustness;
 mod secrets;
