@@ -82,12 +82,7 @@ impl CleanupActor {
     /// (Re)starts the cron schedule from the current configuration.
     fn schedule(&mut self, ctx: &mut Context<Self>) {
         let old = self.scheduler.take();
-        let (me, expr, dry_run, enabled) = (
-            ctx.address(),
-            self.cfg.schedule.clone(),
-            self.cfg.dry_run,
-            self.cfg.enabled,
-        );
+        let (me, expr, enabled) = (ctx.address(), self.cfg.schedule.clone(), self.cfg.enabled);
         let start = async move {
             if let Some(mut old) = old {
                 let _ = old.shutdown().await;
@@ -98,11 +93,9 @@ impl CleanupActor {
             let scheduler = JobScheduler::new().await?;
             let job = Job::new_async(expr.as_str(), move |_, _| {
                 let me = me.clone();
-                Box::pin(async move {
-                    me.do_send(RunCleanup {
-                        dry_run: Some(dry_run),
-                    })
-                })
+                // `None`: the pass takes `dry_run` from the configuration in force when it
+                // runs, not when it was scheduled, so a reload to a trial is obeyed at once.
+                Box::pin(async move { me.do_send(RunCleanup { dry_run: None }) })
             })?;
             scheduler.add(job).await?;
             scheduler.start().await?;
@@ -146,8 +139,8 @@ impl Handler<Reconfigure> for CleanupActor {
     type Result = ();
 
     fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) {
-        let reschedule = (msg.cfg.enabled, &msg.cfg.schedule, msg.cfg.dry_run)
-            != (self.cfg.enabled, &self.cfg.schedule, self.cfg.dry_run);
+        let reschedule =
+            (msg.cfg.enabled, &msg.cfg.schedule) != (self.cfg.enabled, &self.cfg.schedule);
         self.cfg = msg.cfg;
         if let Some(oauth) = msg.oauth {
             self.oauth = oauth;
