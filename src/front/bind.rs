@@ -130,9 +130,9 @@ fn prepare_dir(dir: &Path, gid: Option<u32>) -> Result<(), Error> {
     if owner != nix::unistd::geteuid().as_raw() && owner != 0 {
         return refuse("it is owned by another user");
     }
-    let others_write = meta.mode() & 0o022 != 0;
-    let sticky = meta.mode() & 0o1000 != 0;
-    if others_write && !sticky {
+    // The sticky bit (as on /tmp) does not help: while tokend is down, another user can
+    // bind the free path, and clients would send their secrets to that process.
+    if meta.mode() & 0o022 != 0 {
         return refuse("it is writable by other users");
     }
     Ok(())

@@ -268,6 +268,16 @@ fn a_socket_directory_others_can_write_into_is_refused() {
 }
 
 #[test]
+fn a_sticky_socket_directory_others_can_write_into_is_refused() {
+    // As /tmp: nobody else can remove the live socket, but while tokend is down anyone
+    // can bind the free path and receive what clients send.
+    refused_socket_dir(
+        |dir| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777)).unwrap(),
+        "writable by other users",
+    );
+}
+
+#[test]
 fn a_socket_directory_owned_by_another_user_is_refused_even_if_sticky() {
     // Another user who made `/tmp/tokend-<uid>` first (the fallback path) could replace
     // the socket, or read what clients send: the sticky bit does not stop a directory's
