@@ -274,11 +274,8 @@ impl Config {
             .log
             .level
             .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned());
-        if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-            return Err(invalid(
-                "log.level",
-                format!("{level:?} is not a log filter (try `info` or `tokend=debug`)"),
-            ));
+        if let Some(problem) = log_filter_problem(&level) {
+            return Err(invalid("log.level", problem));
         }
         let format = match raw.log.format.as_deref() {
             None => DEFAULT_LOG_FORMAT,
@@ -316,6 +313,28 @@ impl Config {
             source: None,
         })
     }
+}
+
+/// Why `filter` is not a log filter a person meant, if it is not. `EnvFilter` reads a
+/// bare word as a module name, so a misspelt level (`warning`) would turn every log line
+/// off without a word: a bare word must be a level, or name a module path (`a::b`).
+pub fn log_filter_problem(filter: &str) -> Option<String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let hint = "(try `info`, `debug` or `tokend=debug`)";
+    if tracing_subscriber::EnvFilter::try_new(filter).is_err() {
+        return Some(format!("{filter:?} is not a log filter {hint}"));
+    }
+    filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && !d.contains(['=', '[', ':']))
+        .find(|d| !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(d)))
+        .map(|d| {
+            format!(
+                "{d:?} is not a level: use one of {} {hint}",
+                LEVELS.join(", ")
+            )
+        })
 }
 
 fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 
-use tokend::config::{LogConfig, LogFormat};
+use tokend::config::{log_filter_problem, LogConfig, LogFormat};
 use tokend::service::SetLogLevel;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -15,9 +15,11 @@ use tracing_subscriber::{fmt, reload, EnvFilter, Layer};
 /// Installs the subscriber; returns the switch a reload uses for `log.level`.
 pub fn init(config: &LogConfig, env: &HashMap<String, String>) -> SetLogLevel {
     let rust_log = env.get("RUST_LOG").filter(|f| !f.is_empty());
-    let filter = rust_log
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| configured(&config.level));
+    let refused = rust_log.and_then(|f| log_filter_problem(f));
+    let filter = match rust_log {
+        Some(f) if refused.is_none() => EnvFilter::new(f),
+        _ => configured(&config.level),
+    };
     let (filter, handle) = reload::Layer::new(filter);
     let journald = env.contains_key("JOURNAL_STREAM");
     let text = fmt::layer()
@@ -33,7 +35,10 @@ pub fn init(config: &LogConfig, env: &HashMap<String, String>) -> SetLogLevel {
         .with(filter)
         .with(output)
         .init();
-    let rust_log_set = rust_log.is_some();
+    if let Some(problem) = &refused {
+        tracing::warn!(problem = %problem.escape_debug(), "RUST_LOG ignored; logging by log.level");
+    }
+    let rust_log_set = rust_log.is_some() && refused.is_none();
     Box::new(move |level: &str| {
         if rust_log_set {
             tracing::info!("RUST_LOG is set and wins over log.level: the log level stays");

@@ -153,6 +153,26 @@ fn error_for(text: &str) -> String {
 }
 
 #[test]
+fn a_misspelt_log_level_is_refused_not_read_as_a_module_that_turns_logging_off() {
+    let e = error_for("[log]\nlevel = \"warning\"\n");
+    assert!(
+        e.contains("log.level") && e.contains("\"warning\" is not a level"),
+        "{e}"
+    );
+    assert!(error_for("[log]\nlevel = \"info,verbose\"\n").contains("\"verbose\""));
+    for fine in [
+        "info",
+        "WARN",
+        "off",
+        "tokend=debug",
+        "warn,tokend::store=trace",
+        "tokend::db",
+    ] {
+        assert_eq!(crate::config::log_filter_problem(fine), None, "{fine}");
+    }
+}
+
+#[test]
 fn bad_keys_and_values_are_refused_with_the_key_named() {
     assert!(error_for("[socket]\nmax_conections = 5\n").contains("max_conections"));
     assert!(error_for("[sockets]\n").contains("sockets"));

@@ -225,3 +225,14 @@ fn sighup_refuses_new_socket_and_database_paths_and_applies_nothing() {
     assert!(!elsewhere.exists());
     assert!(daemon.stop().success());
 }
+
+#[test]
+fn a_rust_log_that_names_no_level_is_ignored_with_a_warning_not_obeyed_into_silence() {
+    // Read as a filter, "warning" names a module and turns every other line off.
+    let config = format!("{QUIET}[log]\nlevel = \"info\"\n");
+    let daemon = Daemon::start_with(&config, &[("RUST_LOG", "warning")]);
+    let log = daemon.log();
+    assert!(log.contains("RUST_LOG ignored"), "{log}");
+    assert!(log.contains("\\\"warning\\\" is not a level"), "{log}");
+    assert!(log.contains("tokend ready"), "{log}");
+}
