@@ -279,7 +279,10 @@ fn classify(status: StatusCode, body: &[u8]) -> Result<Map<String, Value>, OAuth
         Some(Value::String(code)) if PERMANENT.contains(&code.as_str()) => {
             Err(OAuthError::Permanent { code: code.clone() })
         }
-        Some(Value::String(code)) => Err(transient(format!("unknown error code `{}`", clip(code)))),
+        Some(Value::String(code)) => Err(transient(match shown(code) {
+            Some(code) => format!("unknown error code `{code}`"),
+            None => "unknown error code (not shown: it does not look like one)".to_owned(),
+        })),
         Some(Value::Null) | None if status.is_success() => Ok(answer),
         Some(Value::Null) | None => Err(http_status()),
         Some(_) => Err(transient("error field is not a string")),
@@ -317,10 +320,13 @@ fn seconds(value: &Value) -> Option<u64> {
     n.filter(|&n| n > 0)
 }
 
-/// A provider-chosen error code made safe for a log line: 64 characters, no controls.
-fn clip(code: &str) -> String {
-    let safe = |c: char| if c.is_control() { '?' } else { c };
-    code.chars().take(64).map(safe).collect()
+/// A provider's error code, if it looks like one (Zoho's are words: `invalid_code`,
+/// `Access Denied`), to quote in logs and replies. Anything else is not quoted: a broken
+/// or hostile server could echo a token or secret from the request into it, and tokens,
+/// secrets and grant codes all hold digits.
+fn shown(code: &str) -> Option<&str> {
+    let word = |c: char| c.is_ascii_alphabetic() || c == '_' || c == ' ';
+    (!code.is_empty() && code.len() <= 40 && code.chars().all(word)).then_some(code)
 }
 
 /// Only the kind of failure: reqwest's own message names the URL and, for a decoding
