@@ -50,8 +50,13 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 pub enum ConfigError {
     /// The file could not be read or parsed, or a key is unknown or ill-typed; the
     /// message names the file and the key.
-    #[error("configuration: {0}")]
-    Load(#[from] config::ConfigError),
+    #[error("configuration from {from}: {error}")]
+    Load {
+        /// The file, the `TOKEND_*` variables, or both.
+        from: String,
+        /// The `config` crate's message: it names the key.
+        error: String,
+    },
     /// A value parsed but is out of range.
     #[error("configuration key `{key}`: {problem}")]
     Invalid { key: &'static str, problem: String },
@@ -218,6 +223,11 @@ impl Config {
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        let from = match (&source, overrides.is_empty()) {
+            (Some(file), true) => file.display().to_string(),
+            (Some(file), false) => format!("{} and TOKEND_* variables", file.display()),
+            (None, _) => "TOKEND_* variables".to_owned(),
+        };
         builder = builder.add_source(
             config::Environment::with_prefix("TOKEND")
                 .prefix_separator("_")
@@ -225,7 +235,11 @@ impl Config {
                 .try_parsing(true)
                 .source(Some(overrides)),
         );
-        let raw: Raw = builder.build()?.try_deserialize()?;
+        let loaded = builder.build().and_then(config::Config::try_deserialize);
+        let raw: Raw = loaded.map_err(|e| ConfigError::Load {
+            from,
+            error: e.to_string(),
+        })?;
         let mut config = Config::validate(raw, env)?;
         config.source = source;
         if let Some(socket) = env.get("TOKEND_SOCKET").filter(|s| !s.is_empty()) {

@@ -50,12 +50,13 @@ pub enum Error {
     /// The socket path exists and is not a socket: refusing to delete someone's file.
     #[error("{} exists and is not a socket; remove it or choose another path", path.display())]
     NotASocket { path: PathBuf },
-    /// Creating, binding or securing the socket failed.
-    #[error("cannot {action} {}: {source}", path.display())]
+    /// Creating, binding or securing the socket failed. (`cause`, not `source`: the
+    /// message holds it, and as a `#[source]` too, `{:#}` would say it twice.)
+    #[error("cannot {action} {}: {cause}", path.display())]
     Socket {
         action: &'static str,
         path: PathBuf,
-        source: io::Error,
+        cause: io::Error,
     },
     /// The HTTP client for the provider could not be set up.
     #[error(transparent)]

@@ -7,44 +7,58 @@ use serde::Deserialize;
 use super::*;
 use crate::policy::{Limits, Policies};
 
-/// A policy duration as written: absent (inherit the default), "off", or a duration.
-type Switch = Option<Option<Duration>>;
-
-fn switch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Switch, D::Error> {
-    let text = String::deserialize(d)?;
-    match text.trim() {
-        "" | "off" => Ok(Some(None)),
-        t => humantime_serde::re::humantime::parse_duration(t)
-            .map(|d| Some(Some(d)))
-            .map_err(|e| {
-                serde::de::Error::custom(format!("{t:?} is not a duration or \"off\": {e}"))
-            }),
-    }
-}
-
+/// The policy durations of a section as written: absent (inherit), "off", or a
+/// duration. Read as text and parsed in `over`, where the key is known: the section is
+/// `#[serde(flatten)]`ed, and serde would name only `cleanup` in an error.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawLimits {
-    #[serde(deserialize_with = "switch")]
-    idle_timeout: Switch,
-    #[serde(deserialize_with = "switch")]
-    max_session_age: Switch,
-    #[serde(deserialize_with = "switch")]
-    needs_reauth_grace: Switch,
-    #[serde(deserialize_with = "switch")]
-    expired_unrefreshable_grace: Switch,
+    idle_timeout: Option<String>,
+    max_session_age: Option<String>,
+    needs_reauth_grace: Option<String>,
+    expired_unrefreshable_grace: Option<String>,
 }
 
+/// The full names of `RawLimits`' keys, in its order, for errors.
+const TOP_KEYS: [&str; 4] = [
+    "cleanup.idle_timeout",
+    "cleanup.max_session_age",
+    "cleanup.needs_reauth_grace",
+    "cleanup.expired_unrefreshable_grace",
+];
+const CLIENT_KEYS: [&str; 4] = [
+    "cleanup.client.idle_timeout",
+    "cleanup.client.max_session_age",
+    "cleanup.client.needs_reauth_grace",
+    "cleanup.client.expired_unrefreshable_grace",
+];
+
 impl RawLimits {
-    fn over(&self, base: &Limits) -> Limits {
-        Limits {
-            idle_timeout: self.idle_timeout.unwrap_or(base.idle_timeout),
-            max_session_age: self.max_session_age.unwrap_or(base.max_session_age),
-            needs_reauth_grace: self.needs_reauth_grace.unwrap_or(base.needs_reauth_grace),
-            expired_unrefreshable_grace: self
-                .expired_unrefreshable_grace
-                .unwrap_or(base.expired_unrefreshable_grace),
-        }
+    fn over(&self, base: &Limits, keys: [&'static str; 4]) -> Result<Limits, ConfigError> {
+        Ok(Limits {
+            idle_timeout: switch(&self.idle_timeout, base.idle_timeout, keys[0])?,
+            max_session_age: switch(&self.max_session_age, base.max_session_age, keys[1])?,
+            needs_reauth_grace: switch(&self.needs_reauth_grace, base.needs_reauth_grace, keys[2])?,
+            expired_unrefreshable_grace: switch(
+                &self.expired_unrefreshable_grace,
+                base.expired_unrefreshable_grace,
+                keys[3],
+            )?,
+        })
+    }
+}
+
+fn switch(
+    text: &Option<String>,
+    base: Option<Duration>,
+    key: &'static str,
+) -> Result<Option<Duration>, ConfigError> {
+    match text.as_deref().map(str::trim) {
+        None => Ok(base),
+        Some("" | "off") => Ok(None),
+        Some(t) => humantime_serde::re::humantime::parse_duration(t)
+            .map(Some)
+            .map_err(|e| invalid(key, format!("{t:?} is not a duration or \"off\": {e}"))),
     }
 }
 
@@ -77,11 +91,11 @@ pub(super) fn validate_cleanup(raw: RawCleanup) -> Result<CleanupConfig, ConfigE
         needs_reauth_grace: DEFAULT_NEEDS_REAUTH_GRACE,
         expired_unrefreshable_grace: DEFAULT_EXPIRED_UNREFRESHABLE_GRACE,
     };
-    let default = raw.limits.over(&builtin);
+    let default = raw.limits.over(&builtin, TOP_KEYS)?;
     let mut per_client = std::collections::BTreeMap::new();
     for c in raw.client {
         if per_client
-            .insert(c.client_id.clone(), c.limits.over(&default))
+            .insert(c.client_id.clone(), c.limits.over(&default, CLIENT_KEYS)?)
             .is_some()
         {
             return Err(invalid(

@@ -181,6 +181,12 @@ fn bad_keys_and_values_are_refused_with_the_key_named() {
     assert!(error_for("[store]\nbusy_timeout = \"soon\"\n").contains("busy_timeout"));
     assert!(error_for("[store]\npath = \"relative.db\"\n").contains("store.path"));
     assert!(error_for("[log]\nlevel = \"=bad=\"\n").contains("log.level"));
+    let e = error_for("[cleanup]\nidle_timeout = \"forever\"\n");
+    assert!(e.contains("cleanup.idle_timeout"), "{e}");
+    let e = error_for("[[cleanup.client]]\nclient_id = \"x\"\nmax_session_age = \"soon\"\n");
+    assert!(e.contains("cleanup.client.max_session_age"), "{e}");
+    let e = error_for("[socket]\nmax_conections = 5\n");
+    assert!(e.contains("tokend.toml"), "names the file: {e}");
     assert!(error_for("[refresh]\nbudget_window = \"0s\"\n").contains("refresh.budget_window"));
     for key in ["backoff_max", "throttle_wait", "max_lead", "timeout"] {
         let e = error_for(&format!("[refresh]\n{key} = \"100000000days\"\n"));

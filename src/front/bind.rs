@@ -31,10 +31,10 @@ impl Drop for SocketGuard {
 pub fn bind(config: &SocketConfig) -> Result<(UnixListener, SocketGuard), Error> {
     let path = &config.path;
     let fail = |action: &'static str| {
-        move |source: io::Error| Error::Socket {
+        move |cause: io::Error| Error::Socket {
             action,
             path: path.clone(),
-            source,
+            cause,
         }
     };
     let gid = match &config.group {
@@ -77,10 +77,10 @@ pub fn adopt(listener: std::os::unix::net::UnixListener) -> Result<UnixListener,
     let path = socket_path(&listener);
     let fail = |action: &'static str| {
         let path = path.clone();
-        move |source: io::Error| Error::Socket {
+        move |cause: io::Error| Error::Socket {
             action,
             path,
-            source,
+            cause,
         }
     };
     listener.set_nonblocking(true).map_err(fail("configure"))?;
@@ -99,10 +99,10 @@ pub fn socket_path(listener: &std::os::unix::net::UnixListener) -> PathBuf {
 /// user owns: they could swap the socket for their own and collect every client's tokens.
 fn prepare_dir(dir: &Path, gid: Option<u32>) -> Result<(), Error> {
     let fail = |action: &'static str| {
-        move |source: io::Error| Error::Socket {
+        move |cause: io::Error| Error::Socket {
             action,
             path: dir.to_owned(),
-            source,
+            cause,
         }
     };
     let mode = if gid.is_some() { 0o750 } else { 0o700 };
@@ -155,10 +155,10 @@ fn remove_if_stale(path: &Path) -> Result<(), Error> {
         }),
         Err(_) => {
             tracing::info!(socket = %path.display(), "removing a stale socket left by a daemon that is gone");
-            std::fs::remove_file(path).map_err(|source| Error::Socket {
+            std::fs::remove_file(path).map_err(|cause| Error::Socket {
                 action: "remove the stale socket",
                 path: path.to_owned(),
-                source,
+                cause,
             })
         }
     }
