@@ -290,6 +290,8 @@ async fn find(store: &Addr<StoreActor>, id: &str) -> Result<Option<StoredToken>,
 fn audit(s: &Ended, dry_run: bool) {
     tracing::info!(
         target: "tokend::audit",
+        // Text logs show no targets: this marks the line for grep and journalctl.
+        audit = true,
         token_id = %s.id.escape_debug(),
         user_name = %s.user_name.as_deref().unwrap_or("").escape_debug(),
         client_id = %s.client_id.as_deref().unwrap_or("").escape_debug(),

@@ -18,6 +18,7 @@ mod tokens;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use clap::builder::{PathBufValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use tokend::client::{Client, ClientError};
 use tokend::config::{self, ConfigError};
@@ -63,12 +64,12 @@ pub struct Cli {
 #[derive(Args)]
 struct Global {
     /// Configuration file (TOML)
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", value_parser = PathBufValueParser::new().map(absolute))]
     config: Option<PathBuf>,
     /// Unix socket path; overrides the config and $TOKEND_SOCKET
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", value_parser = PathBufValueParser::new().map(absolute))]
     socket: Option<PathBuf>,
-    /// Print the result as JSON, for scripts
+    /// Print the result as JSON, for scripts (not for `serve`: its logs follow log.format)
     #[arg(long, global = true)]
     json: bool,
 }
@@ -79,7 +80,7 @@ enum Command {
     /// configuration file
     Serve {
         /// SQLite database file; overrides the config
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH", value_parser = PathBufValueParser::new().map(absolute))]
         db: Option<PathBuf>,
     },
     /// Show the daemon's version, token counts and refresh schedule
@@ -192,6 +193,14 @@ fn target(g: &Global, env: &HashMap<String, String>) -> anyhow::Result<(Config, 
 }
 
 /// A connection to the daemon.
+/// A path flag made absolute against the working directory, as a person means it: the
+/// configuration file refuses relative paths, whose meaning would change with the
+/// directory a service starts in. (Only a missing working directory makes it fail; the
+/// path is then left as given.)
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
+}
+
 fn daemon(g: &Global, env: &HashMap<String, String>) -> anyhow::Result<Client> {
     Ok(Client::connect(&target(g, env)?.1)?)
 }

@@ -99,7 +99,8 @@ pub fn show(c: &mut Client, id: &str, reveal: bool, as_json: bool) -> anyhow::Re
         ("created", "created_at"),
         ("updated", "updated_at"),
         ("last used", "last_used_at"),
-        ("next refresh", "next_refresh_at"),
+        // Set only after a failure: the retry. The regular refresh is not stored.
+        ("retry at", "next_refresh_at"),
     ] {
         out.push_str(&format!("{label:<15} {}\n", when(&meta[key])));
     }

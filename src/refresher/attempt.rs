@@ -24,7 +24,7 @@ pub enum RefreshError {
     /// `provider_error`), or the token never had what a refresh needs (`None`).
     #[error("{}", match provider_error {
         Some(code) => format!("the provider rejected the refresh token ({code}); the user must authorise again"),
-        None => "the token has no refresh token and client credentials to refresh with".to_owned(),
+        None => "the token cannot be refreshed: it lacks a refresh token, a client id or a client secret".to_owned(),
     })]
     NeedsReauth { provider_error: Option<String> },
     /// The refresh budget or the provider's rate limit says wait until `retry_at`.
@@ -257,7 +257,7 @@ fn failed(
     let failures = token.meta.failures.saturating_add(1);
     let (next, error) = match &e {
         OAuthError::Permanent { code } => {
-            tracing::warn!(token_id = %id.escape_debug(), error = %code, user_name = ?token.token.user_name,
+            tracing::warn!(token_id = %id.escape_debug(), error = %code, user_name = %token.token.user_name.as_deref().unwrap_or("").escape_debug(),
                 "the provider rejected the refresh token; the user must authorise again");
             (
                 None,

@@ -518,6 +518,19 @@ fn config_check_json_with_a_path_that_is_not_utf8_prints_it_instead_of_panicking
 }
 
 #[test]
+fn relative_path_flags_mean_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokend"));
+    cmd.current_dir(dir.path())
+        .args(["--socket", "run/tokend.sock", "config", "check", "--json"])
+        .arg(empty.path());
+    let j = run(cmd, "", &[("HOME", "/home/u")]).ok().json();
+    let expected = dir.path().join("run/tokend.sock");
+    assert_eq!(j["socket"]["path"], expected.to_str().unwrap());
+}
+
+#[test]
 fn serve_with_a_socket_group_that_does_not_exist_is_a_configuration_error() {
     let daemon = Daemon::prepare("[socket]\ngroup = \"no-such-group-tokend\"\n", &[]);
     let (status, stderr) =

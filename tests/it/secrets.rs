@@ -289,6 +289,9 @@ fn a_value_a_client_chose_cannot_forge_a_log_line() {
     ] {
         assert!(log.contains(logged), "{logged} not logged, escaped:\n{log}");
     }
+    // The audit line is marked, as text logs show no targets.
+    let audit = log.lines().find(|l| l.contains("session would be ended"));
+    assert!(audit.is_some_and(|l| l.contains("audit=true")), "{log}");
     let forged: Vec<&str> = log.lines().filter(|l| l.starts_with("FORGED")).collect();
     assert!(
         forged.is_empty(),

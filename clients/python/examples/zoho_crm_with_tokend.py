@@ -36,7 +36,7 @@ def token_from_environment():
                           grant_token=os.environ["ZOHO_GRANT_TOKEN"],
                           redirect_url=os.environ.get("ZOHO_REDIRECT_URL"))
     # Later runs name the user; TokendStore.find_token fills in everything else. The
-    # SDK stores the user as "<email>:<org zgid>"; `tokend`'s get_tokens shows it.
+    # SDK stores the user as "<email>:<org zgid>"; `tokend tokens list` shows it.
     return OAuthToken(client_id=client_id, client_secret=client_secret,
                       user_signature=UserSignature(os.environ["ZOHO_USER"]))
 
