@@ -67,6 +67,19 @@ impl Deps {
 
 type Waiter = oneshot::Sender<Result<StoredToken, RefreshError>>;
 
+/// A refresh under way.
+#[derive(Default)]
+struct Flight {
+    /// The callers waiting for its result.
+    waiters: Vec<Waiter>,
+    /// The token as the last change committed meanwhile left it. The store tells of each
+    /// commit before it answers anyone, so this is the newest state, or a newer change is
+    /// still on its way: either way, not older than what the attempt saw. The schedule
+    /// goes on from it, not from the attempt's view, which a client's save committed in
+    /// the same batch as the attempt's write would have overtaken.
+    changed: Option<attempt::Latest>,
+}
+
 pub struct RefresherActor {
     deps: Rc<Deps>,
     deadlines: Deadlines,
@@ -75,8 +88,8 @@ pub struct RefresherActor {
     /// A schedule page to load again after a store failure; a reload that loads the
     /// schedule afresh cancels it.
     load_retry: Option<SpawnHandle>,
-    /// Tokens being refreshed now, each with the callers waiting for the result.
-    in_flight: HashMap<String, Vec<Waiter>>,
+    /// Tokens being refreshed now.
+    in_flight: HashMap<String, Flight>,
     stopping: bool,
     /// Signalled when the last refresh under way finishes during shutdown.
     drained: Rc<Notify>,
@@ -179,11 +192,15 @@ impl RefresherActor {
             let _ = tx.send(Err(RefreshError::ShuttingDown));
             return rx;
         }
-        if let Some(waiters) = self.in_flight.get_mut(&id) {
-            waiters.push(tx);
+        if let Some(flight) = self.in_flight.get_mut(&id) {
+            flight.waiters.push(tx);
             return rx;
         }
-        self.in_flight.insert(id.clone(), vec![tx]);
+        let flight = Flight {
+            waiters: vec![tx],
+            changed: None,
+        };
+        self.in_flight.insert(id.clone(), flight);
         let attempt = attempt::run(self.deps.clone(), id.clone(), force);
         ctx.spawn(
             attempt
@@ -200,13 +217,14 @@ impl RefresherActor {
         latest: attempt::Latest,
         ctx: &mut Context<Self>,
     ) {
-        match latest {
+        let flight = self.in_flight.remove(id).unwrap_or_default();
+        match flight.changed.unwrap_or(latest) {
             attempt::Latest::Stored(input) => self.schedule(id, input, ctx),
             attempt::Latest::RetryAt(at) if self.deps.cfg().enabled => self.deadlines.set(id, at),
             attempt::Latest::RetryAt(_) => {}
             attempt::Latest::Gone => self.deadlines.cancel(id),
         }
-        for waiter in self.in_flight.remove(id).unwrap_or_default() {
+        for waiter in flight.waiters {
             let _ = waiter.send(result.clone());
         }
         if self.stopping && self.in_flight.is_empty() {
@@ -300,9 +318,25 @@ impl Handler<store::Changed> for RefresherActor {
 
     fn handle(&mut self, msg: store::Changed, ctx: &mut Self::Context) {
         match msg.0 {
-            Outcome::Saved(t) => self.schedule(t.id(), ScheduleInput::of(&t), ctx),
-            Outcome::Deleted { id, .. } => self.deadlines.cancel(&id),
-            Outcome::DeletedAll(_) => self.deadlines.clear(),
+            Outcome::Saved(t) => {
+                let input = ScheduleInput::of(&t);
+                if let Some(flight) = self.in_flight.get_mut(t.id()) {
+                    flight.changed = Some(attempt::Latest::Stored(input));
+                }
+                self.schedule(t.id(), input, ctx);
+            }
+            Outcome::Deleted { id, .. } => {
+                if let Some(flight) = self.in_flight.get_mut(&id) {
+                    flight.changed = Some(attempt::Latest::Gone);
+                }
+                self.deadlines.cancel(&id);
+            }
+            Outcome::DeletedAll(_) => {
+                for flight in self.in_flight.values_mut() {
+                    flight.changed = Some(attempt::Latest::Gone);
+                }
+                self.deadlines.clear();
+            }
             Outcome::Superseded { .. } => {}
         }
     }

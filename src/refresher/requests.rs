@@ -90,7 +90,7 @@ impl Handler<GetStatus> for RefresherActor {
         MessageResult(Status {
             scheduled: self.deadlines.len(),
             in_flight: self.in_flight.len(),
-            waiting: self.in_flight.values().map(Vec::len).sum(),
+            waiting: self.in_flight.values().map(|f| f.waiters.len()).sum(),
             refreshed: self.deps.refreshed.get(),
             failed: self.deps.failed.get(),
             next_refresh_at: self.deadlines.next(),
