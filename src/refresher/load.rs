@@ -1,0 +1,70 @@
+//! Loading the schedule at start: a page of tokens at a time, letting clients in
+//! between pages, and retrying a page the store could not read.
+
+use actix::prelude::*;
+
+use super::RefresherActor;
+use crate::schedule::deadline;
+use crate::store;
+
+/// Page size when loading the schedule at start. Small, because the store shares the
+/// daemon's one thread: each page holds every client up for as long as it takes to
+/// read (about 3 ms for 1,000 rows).
+const LOAD_PAGE: u32 = 1_000;
+
+impl RefresherActor {
+    /// Loads every schedulable token's deadline from the store: sized first by the
+    /// token count (SQLite counts from its smallest index, where counting only the
+    /// schedulable ones would read every row while clients wait), then a page at a time.
+    pub(super) fn load_all(&mut self, ctx: &mut Context<Self>) {
+        let count = self.deps.store.send(store::Count);
+        ctx.wait(count.into_actor(self).map(|count, act, ctx| {
+            if let Ok(Ok(n)) = count {
+                act.deadlines.reserve(usize::try_from(n).unwrap_or(0));
+            }
+            act.load(None, ctx);
+        }));
+    }
+
+    pub(super) fn load(&mut self, after: Option<String>, ctx: &mut Context<Self>) {
+        let store = self.deps.store.clone();
+        let again = after.clone();
+        let page = async move {
+            if after.is_some() {
+                store::let_clients_in().await;
+            }
+            let limit = LOAD_PAGE;
+            store.send(store::SchedulePage { after, limit }).await
+        };
+        ctx.wait(page.into_actor(self).map(|page, act, ctx| {
+            let rows = match page {
+                Ok(Ok(rows)) => rows,
+                Ok(Err(e)) => {
+                    // A store failure (I/O, a full disk) must not leave the tokens after
+                    // this page unscheduled for the life of the process: try the page
+                    // again after a backoff, serving what is loaded meanwhile.
+                    let retry = act.deps.cfg().backoff_initial;
+                    tracing::error!(error = %e, ?retry, "cannot load the refresh schedule; trying again");
+                    act.load_retry = Some(ctx.run_later(retry, move |act, ctx| {
+                        act.load_retry = None;
+                        act.load(again, ctx);
+                    }));
+                    return act.arm(ctx);
+                }
+                Err(_) => return,
+            };
+            let last = rows.last().map(|(id, _)| id.clone());
+            for (id, input) in rows {
+                let at = deadline(input, &act.deps.cfg(), fastrand::f64());
+                act.deadlines.set(&id, at);
+            }
+            match last {
+                Some(last) => act.load(Some(last), ctx),
+                None => {
+                    tracing::info!(scheduled = act.deadlines.len(), "refresh schedule loaded");
+                    act.arm(ctx);
+                }
+            }
+        }));
+    }
+}
