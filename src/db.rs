@@ -168,6 +168,16 @@ impl Db {
         Ok(())
     }
 
+    /// The refresh budget's spending since `since` (schema v6): (token hash, time), oldest
+    /// first.
+    pub fn spent_since(&self, since: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT token_hash, at FROM refresh_spent WHERE at >= ?1 ORDER BY at",
+        )?;
+        let rows = stmt.query_map([since], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn count(&self) -> Result<u64, StoreError> {
         let mut stmt = self.conn.prepare_cached("SELECT count(*) FROM tokens")?;
         Ok(stmt.query_row([], |r| r.get(0))?)

@@ -241,6 +241,7 @@ impl Actor for RefresherActor {
             .store
             .do_send(store::Subscribe(ctx.address().recipient()));
         ctx.add_stream(self.deps.clock.changes());
+        self.load_spent(ctx);
         if self.deps.cfg().enabled {
             self.load_all(ctx);
         }
@@ -280,7 +281,7 @@ impl Handler<store::Changed> for RefresherActor {
                 }
                 self.deadlines.clear();
             }
-            Outcome::Superseded { .. } => {}
+            Outcome::Superseded { .. } | Outcome::Spent => {}
         }
     }
 }

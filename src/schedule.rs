@@ -2,7 +2,6 @@
 //! and the random draws are parameters, so every rule is unit-tested exactly.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::hash::BuildHasher;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -71,21 +70,28 @@ pub fn backoff(failures: u32, cfg: &RefreshConfig, draw: f64) -> Duration {
 }
 
 /// The provider's rate limit, kept on our side: at most `budget` refreshes per refresh
-/// token per `window`, counting every refresh however it was asked for.
+/// token per `window`, counting every refresh however it was asked for. Each one is also
+/// recorded in the database before the provider is asked (`store::Spend`), and read
+/// back at start (`record`): Zoho does not forget them when tokend restarts.
 #[derive(Debug, Default)]
 pub struct RateBudget {
-    /// Refresh times per refresh token. Keyed by a hash, so the map holds no secret.
-    spent: HashMap<u64, VecDeque<i64>>,
-    hasher: std::collections::hash_map::RandomState,
+    /// Refresh times per refresh token, keyed by its stable hash (`key`): the map holds
+    /// no secret, and the keys match the database's.
+    spent: HashMap<i64, VecDeque<i64>>,
 }
 
 impl RateBudget {
+    /// The key of `refresh_token`, here and in the database: FNV-1a, stable across runs.
+    pub fn key(refresh_token: &str) -> i64 {
+        crate::db::access_hash(refresh_token)
+    }
+
     /// Spends one refresh of `refresh_token` at `now`, or says when one is next allowed.
     pub fn take(&mut self, refresh_token: &str, now: i64, cfg: &RefreshConfig) -> Result<(), i64> {
         let window = cfg.budget_window.as_millis() as i64;
         let times = self
             .spent
-            .entry(self.hasher.hash_one(refresh_token))
+            .entry(RateBudget::key(refresh_token))
             .or_default();
         while times.front().is_some_and(|&t| t <= now - window) {
             times.pop_front();
@@ -95,6 +101,11 @@ impl RateBudget {
         }
         times.push_back(now);
         Ok(())
+    }
+
+    /// Counts a refresh spent before this run (read from the database, oldest first).
+    pub fn record(&mut self, key: i64, at: i64) {
+        self.spent.entry(key).or_default().push_back(at);
     }
 
     /// Forgets refreshes older than the window, so the map does not grow forever.

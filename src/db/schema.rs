@@ -72,6 +72,15 @@ UPDATE id_counter SET next_version = (SELECT coalesce(max(version), 0) + 1 FROM 
 ALTER TABLE tokens ADD COLUMN expiry_set_at INTEGER;
 UPDATE tokens SET expiry_set_at = updated_at WHERE expiry_time IS NOT NULL;
 "#,
+    r#"
+-- v6: the refresh budget's spending, written before each request to the provider. Zoho
+-- counts the access tokens a refresh token mints across tokend's restarts, so tokend
+-- must not forget them at a restart, nor at a crash between the request and its record.
+-- A row is a stable hash of the refresh token (`access_hash()`, never the token) and
+-- the time; rows older than the budget window are deleted as new ones are written.
+CREATE TABLE refresh_spent (token_hash INTEGER NOT NULL, at INTEGER NOT NULL);
+CREATE INDEX refresh_spent_at ON refresh_spent(at);
+"#,
 ];
 
 /// The migration (0-based) after which `fill_access_hashes` runs.

@@ -516,3 +516,26 @@ fn a_token_deleted_and_saved_again_under_its_id_is_a_new_version_to_stale_writer
     assert_eq!(kept.token.user_name, s("second"));
     assert_eq!(kept.token.access_token, s("access-r2"));
 }
+
+#[test]
+fn the_budget_spending_is_kept_until_it_leaves_the_window() {
+    let (_dir, mut db) = open();
+    let spend = |at, forget_before| Write::Spend {
+        token_hash: 7,
+        at,
+        forget_before,
+    };
+    let done = db
+        .apply_batch(&[spend(100, 0), spend(200, 0)], 1000)
+        .unwrap();
+    assert!(done.iter().all(|o| matches!(o, Ok(Outcome::Spent))));
+    assert_eq!(db.spent_since(0).unwrap(), vec![(7, 100), (7, 200)]);
+    assert_eq!(db.spent_since(150).unwrap(), vec![(7, 200)]);
+    // A later spend forgets what is older than its window.
+    db.apply_batch(&[spend(300, 150)], 1000).unwrap();
+    let left: i64 = db
+        .conn
+        .query_row("SELECT count(*) FROM refresh_spent", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 2, "the spend at 100 is gone");
+}

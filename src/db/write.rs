@@ -25,6 +25,13 @@ pub enum Write {
         version: i64,
         used_before: i64,
     },
+    /// One refresh of the refresh token hashed to `token_hash` asked of the provider at
+    /// `at`, recorded before asking; spending before `forget_before` is deleted.
+    Spend {
+        token_hash: i64,
+        at: i64,
+        forget_before: i64,
+    },
     /// The refresher's result for token `id` as it was at `version`. Applied only if the
     /// token is still at that version: a refresh must not undo a client's newer save, nor
     /// bring back a deleted token.
@@ -103,6 +110,8 @@ pub enum Outcome {
     Superseded {
         id: String,
     },
+    /// A `Spend` was recorded: no token changed.
+    Spent,
 }
 
 /// `versions`: the next token version to hand out; every change to a token takes one.
@@ -141,6 +150,17 @@ pub(super) fn apply(
                 id: id.clone(),
                 existed: n > 0,
             })
+        }
+        Write::Spend {
+            token_hash,
+            at,
+            forget_before,
+        } => {
+            tx.prepare_cached("INSERT INTO refresh_spent (token_hash, at) VALUES (?1, ?2)")?
+                .execute([token_hash, at])?;
+            tx.prepare_cached("DELETE FROM refresh_spent WHERE at < ?1")?
+                .execute([forget_before])?;
+            Ok(Outcome::Spent)
         }
         Write::Refreshed {
             id,

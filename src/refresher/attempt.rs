@@ -9,7 +9,7 @@ use crate::db::RefreshUpdate;
 use crate::error::StoreError;
 use crate::model::{StoredToken, TokenState};
 use crate::oauth::{OAuthError, RefreshRequest};
-use crate::schedule::{backoff, ScheduleInput};
+use crate::schedule::{backoff, RateBudget, ScheduleInput};
 use crate::store;
 
 use super::Deps;
@@ -134,6 +134,16 @@ pub(super) async fn run(
             Err(RefreshError::Throttled { retry_at }),
             Latest::RetryAt(retry_at),
         );
+    }
+    // On disk before the request goes: a restart, or a crash before the answer is
+    // recorded, must not give back what Zoho still counts.
+    let spend = store::Spend {
+        token_hash: RateBudget::key(refresh_token),
+        at: now,
+        forget_before: now - deps.cfg().budget_window.as_millis() as i64,
+    };
+    if let Err(e) = ask(deps.store.send(spend)).await {
+        return (Err(e), retry_soon(&deps));
     }
     let request = RefreshRequest {
         client_id,

@@ -1,5 +1,6 @@
-//! Loading the schedule at start: a page of tokens at a time, letting clients in
-//! between pages, and retrying a page the store could not read.
+//! Loading at start: the rate budget's spending in the window, then the schedule, a
+//! page of tokens at a time, letting clients in between pages, and retrying a page the
+//! store could not read.
 
 use actix::prelude::*;
 
@@ -13,6 +14,24 @@ use crate::store;
 const LOAD_PAGE: u32 = 1_000;
 
 impl RefresherActor {
+    /// Reads back the rate budget's spending in the current window, before any refresh
+    /// can start (`ctx.wait`): Zoho still counts what an earlier run asked of it.
+    pub(super) fn load_spent(&mut self, ctx: &mut Context<Self>) {
+        let since = self.deps.clock.now_ms() - self.deps.cfg().budget_window.as_millis() as i64;
+        let spent = self.deps.store.send(store::SpentSince(since));
+        ctx.wait(spent.into_actor(self).map(|spent, act, _| match spent {
+            Ok(Ok(rows)) => {
+                let mut budget = act.deps.budget.borrow_mut();
+                for (key, at) in rows {
+                    budget.record(key, at);
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e,
+                "cannot read the refreshes already spent; the budget starts empty"),
+            Err(_) => {}
+        }));
+    }
+
     /// Loads every schedulable token's deadline from the store: sized first by the
     /// token count (SQLite counts from its smallest index, where counting only the
     /// schedulable ones would read every row while clients wait), then a page at a time.

@@ -122,6 +122,20 @@ impl Handler<Count> for StoreActor {
     }
 }
 
+/// The refresh budget's spending since the given time (epoch ms): (token hash, time),
+/// oldest first. The refresher reads it once at start.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(i64, i64)>, StoreError>")]
+pub struct SpentSince(pub i64);
+
+impl Handler<SpentSince> for StoreActor {
+    type Result = Result<Vec<(i64, i64)>, StoreError>;
+
+    fn handle(&mut self, msg: SpentSince, _: &mut Self::Context) -> Self::Result {
+        self.reading()?.spent_since(msg.0)
+    }
+}
+
 #[derive(Message)]
 #[rtype(result = "Result<Vec<(TokenState, u64)>, StoreError>")]
 pub struct CountByState;

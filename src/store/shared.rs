@@ -100,7 +100,7 @@ impl Shared {
             Outcome::Saved(t) => inner.remove(t.id()),
             Outcome::Deleted { id, .. } => inner.remove(id),
             Outcome::DeletedAll(_) => inner.clear(),
-            Outcome::Superseded { .. } => {}
+            Outcome::Superseded { .. } | Outcome::Spent => {}
         }
     }
 

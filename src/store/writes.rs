@@ -131,3 +131,30 @@ impl Handler<Expire> for StoreActor {
         })
     }
 }
+
+/// Record, durably, one refresh about to be asked of the provider for the refresh token
+/// hashed to `token_hash` (the rate budget's spending, schema v6), and forget what is
+/// older than `forget_before`. Answered once on disk: only then may the request go.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Spend {
+    pub token_hash: i64,
+    pub at: i64,
+    pub forget_before: i64,
+}
+
+impl Handler<Spend> for StoreActor {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: Spend, ctx: &mut Self::Context) -> Self::Result {
+        let write = Write::Spend {
+            token_hash: msg.token_hash,
+            at: msg.at,
+            forget_before: msg.forget_before,
+        };
+        write_reply(self, ctx, write, |o| match o {
+            Outcome::Spent => Some(()),
+            _ => None,
+        })
+    }
+}

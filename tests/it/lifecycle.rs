@@ -375,3 +375,34 @@ fn a_client_that_never_reads_does_not_keep_the_daemon_from_stopping() {
         fields(&stored)
     );
 }
+
+#[test]
+fn refreshes_spent_before_a_crash_still_count_against_the_budget() {
+    // Zoho counts every access token it minted, whatever happened to tokend after.
+    let zoho = crate::fake_zoho::FakeZoho::granting();
+    zoho.close_gate();
+    let config = format!(
+        "[refresh]\nenabled = false\nbudget = 1\naccounts_url = \"{}\"\n[cleanup]\nenabled = false\n",
+        zoho.url
+    );
+    let mut daemon = Daemon::start_with(&config, &[]);
+    let mut c = daemon.client();
+    let id = id_of(&c.save(crate::refresh::refreshable("u", 1)));
+    let (socket, asked) = (daemon.socket(), id.clone());
+    let asking = std::thread::spawn(move || {
+        let mut c = crate::helpers::Client::connect(&socket);
+        c.send_json(&json!({"op": "refresh", "token_id": asked}));
+        c.read_line()
+    });
+    // The provider has the request; tokend dies before it can record the answer.
+    zoho.wait_for_count(1);
+    daemon.kill();
+    let _ = asking.join();
+    zoho.open_gate();
+    daemon.launch();
+    let reply = daemon
+        .client()
+        .request(json!({"op": "refresh", "token_id": id}));
+    assert_eq!(reply["error"]["code"], "throttled", "{reply}");
+    assert_eq!(zoho.count(), 1, "asked the provider past the budget");
+}
