@@ -9,14 +9,22 @@ use crate::helpers::{id_of, Client};
 use crate::inproc::{eventually, InProcess, HOUR, MINUTE, T0};
 use crate::refresh::{meta, refreshable};
 
-#[test]
-fn a_refresh_racing_a_delete_does_not_bring_the_token_back() {
+/// A daemon whose scheduled refresh of the expired token "u" is under way, its request
+/// held at the provider until `zoho.release`: the provider, the daemon, a client and the
+/// token's id.
+fn scheduled_refresh_held() -> (FakeZoho, InProcess, Client, String) {
     let zoho = FakeZoho::granting();
     zoho.close_gate();
     let d = InProcess::start(&zoho.url, |_| {});
     let mut c = d.client();
     let id = id_of(&c.save(refreshable("u", T0 - 1)));
     zoho.wait_for_count(1);
+    (zoho, d, c, id)
+}
+
+#[test]
+fn a_refresh_racing_a_delete_does_not_bring_the_token_back() {
+    let (zoho, _daemon, mut c, id) = scheduled_refresh_held();
     assert!(c.delete(&id));
     zoho.release(1);
     eventually("the answer to be handled", || {
@@ -28,12 +36,7 @@ fn a_refresh_racing_a_delete_does_not_bring_the_token_back() {
 
 #[test]
 fn a_refresh_racing_a_client_save_does_not_overwrite_it() {
-    let zoho = FakeZoho::granting();
-    zoho.close_gate();
-    let d = InProcess::start(&zoho.url, |_| {});
-    let mut c = d.client();
-    let id = id_of(&c.save(refreshable("u", T0 - 1)));
-    zoho.wait_for_count(1);
+    let (zoho, _daemon, mut c, id) = scheduled_refresh_held();
     c.save(json!({"user_name": "u", "access_token": "SECRET-client", "expiry_time": (T0 + HOUR).to_string()}));
     zoho.release(1);
     eventually("the answer to be handled", || {
@@ -93,13 +96,8 @@ fn a_save_with_new_credentials_during_a_refresh_leaves_no_stale_token_served_as_
 
 #[test]
 fn a_save_that_keeps_the_credentials_does_not_undo_a_refresh() {
-    let zoho = FakeZoho::granting();
-    zoho.close_gate();
-    // The schedule starts the refresh of the expired token; a caller joins it.
-    let d = InProcess::start(&zoho.url, |_| {});
-    let mut c = d.client();
-    let id = id_of(&c.save(refreshable("u", T0 - 1)));
-    zoho.wait_for_count(1);
+    // The schedule's refresh of the expired token is under way; a caller joins it.
+    let (zoho, d, mut c, id) = scheduled_refresh_held();
     let socket = d.socket();
     let asking = std::thread::spawn(move || {
         Client::connect(&socket).request(json!({"op": "access_token", "user_name": "u"}))
