@@ -269,7 +269,9 @@ impl Handler<store::Changed> for RefresherActor {
                 }
                 self.schedule(t.id(), input, ctx);
             }
-            Outcome::Deleted { id, .. } => {
+            // A refused conditional delete (`existed: false`: the cleanup found the session
+            // alive again) changed nothing: the token keeps its deadline.
+            Outcome::Deleted { id, existed: true } => {
                 if let Some(flight) = self.in_flight.get_mut(&id) {
                     flight.changed = Some(attempt::Latest::Gone);
                 }
@@ -281,7 +283,9 @@ impl Handler<store::Changed> for RefresherActor {
                 }
                 self.deadlines.clear();
             }
-            Outcome::Superseded { .. } | Outcome::Spent => {}
+            Outcome::Deleted { existed: false, .. }
+            | Outcome::Superseded { .. }
+            | Outcome::Spent => {}
         }
     }
 }

@@ -455,7 +455,7 @@ fn debug_of_a_write_never_shows_a_secret() {
         Write::Save(user("u", "SECRET-refresh")),
         Write::Refreshed {
             id: "1".into(),
-            version: 3,
+            read: user("u", "SECRET-read"),
             update: RefreshUpdate::Succeeded {
                 access_token: "SECRET-access".into(),
                 expiry_time: "1795330406683".into(),
@@ -489,7 +489,7 @@ fn a_token_deleted_and_saved_again_under_its_id_is_a_new_version_to_stale_writer
     let stale = [
         Write::Refreshed {
             id: "7".into(),
-            version: judged.meta.version,
+            read: judged.token.clone(),
             update: RefreshUpdate::Succeeded {
                 access_token: "first's new access token".into(),
                 expiry_time: "1795330406683".into(),

@@ -32,12 +32,14 @@ pub enum Write {
         at: i64,
         forget_before: i64,
     },
-    /// The refresher's result for token `id` as it was at `version`. Applied only if the
-    /// token is still at that version: a refresh must not undo a client's newer save, nor
-    /// bring back a deleted token.
+    /// The refresher's result for token `id`, asked with the credentials of `read` (the
+    /// token as the attempt read it). Applied only if the token still holds those
+    /// credentials: a result for them is true whatever else a client saved meanwhile (a
+    /// new redirect URL, the same token again), but it must not undo a client's new
+    /// credentials, nor bring back a deleted token.
     Refreshed {
         id: String,
-        version: i64,
+        read: Token,
         update: RefreshUpdate,
     },
 }
@@ -106,7 +108,8 @@ pub enum Outcome {
         existed: bool,
     },
     DeletedAll(u64),
-    /// A `Refreshed` write found the token gone or changed since, and changed nothing.
+    /// A `Refreshed` write found the token gone or with new credentials, and changed
+    /// nothing.
     Superseded {
         id: String,
     },
@@ -164,10 +167,10 @@ pub(super) fn apply(
         }
         Write::Refreshed {
             id,
-            version,
+            read,
             update: change,
         } => match find_by_id(tx, id)? {
-            Some(mut stored) if stored.meta.version == *version => {
+            Some(mut stored) if stored.token.same_credentials(read) => {
                 let before = stored.clone();
                 apply_refresh(&mut stored, change.clone(), now);
                 update(tx, &before, &mut stored, versions)?;

@@ -4,7 +4,9 @@
 
 use std::future::Future;
 use std::rc::Rc;
+use std::time::Duration;
 
+use crate::config::RefreshConfig;
 use crate::db::RefreshUpdate;
 use crate::error::StoreError;
 use crate::model::{StoredToken, TokenState};
@@ -13,6 +15,9 @@ use crate::schedule::{backoff, RateBudget, ScheduleInput};
 use crate::store;
 
 use super::Deps;
+
+/// The `last_error` a throttle leaves (`OAuthError::code`).
+const THROTTLED: &str = "throttled";
 
 /// Why a caller did not get a refreshed token. Never carries a secret.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -91,7 +96,7 @@ pub(super) async fn run(
     // again now is what the wait is there to prevent. `refresh` forces past a backoff
     // (within budget), never past a throttle: Zoho lifts its block only after quiet
     // minutes, and every call re-arms it.
-    let throttled = token.meta.last_error.as_deref() == Some("throttled");
+    let throttled = token.meta.last_error.as_deref() == Some(THROTTLED);
     if let Some(retry_at) = token
         .meta
         .next_refresh_at
@@ -176,16 +181,12 @@ pub(super) async fn run(
     record(&deps, id, &token, update, error).await
 }
 
-/// How many times a result is written again over saves that kept the credentials.
-const REWRITES: u32 = 2;
-
-/// Writes the result of asking the provider, for the token as `read` before asking.
-/// The write is conditional on the version, and a client's save while the provider
-/// answered moves it. A save that kept the credentials (the SDK saving what it read, a
-/// new redirect URL) leaves the result true: a grant for these credentials, or the
-/// provider's refusal or throttle of them, which must not be forgotten (asking again
-/// during a throttle re-arms it). So it is written again on the newer version. New
-/// credentials are newer than the result, which is then dropped.
+/// Writes the result of asking the provider with the credentials of `read`, the token
+/// as read before asking. The store applies it if the token still holds those
+/// credentials: a client's save meanwhile that kept them (the SDK saving what it read, a
+/// new redirect URL) leaves the result true, a grant for them or the provider's refusal
+/// or throttle of them, which must not be forgotten (asking again during a throttle
+/// re-arms it). New credentials are newer than the result, which is then dropped.
 async fn record(
     deps: &Deps,
     id: String,
@@ -193,56 +194,43 @@ async fn record(
     update: RefreshUpdate,
     error: Option<RefreshError>,
 ) -> (Result<StoredToken, RefreshError>, Latest) {
-    let (mut version, mut rewrites) = (read.meta.version, 0);
-    loop {
-        let write = store::ApplyRefresh {
-            id: id.clone(),
-            version,
-            update: update.clone(),
-        };
-        match ask(deps.store.send(write)).await {
-            Ok(Some(t)) => {
-                let input = ScheduleInput::of(&t);
-                return match error {
-                    None => (Ok(t), Latest::Stored(input)),
-                    Some(e) => (Err(e), Latest::Stored(input)),
-                };
-            }
-            Ok(None) => {}
-            // Not recorded: the old token stays stored and valid, and is retried.
-            Err(e) => return (Err(e), retry_soon(deps)),
+    let write = store::ApplyRefresh {
+        id: id.clone(),
+        read: read.token.clone(),
+        update,
+    };
+    match ask(deps.store.send(write)).await {
+        Ok(Some(t)) => {
+            let input = ScheduleInput::of(&t);
+            return match error {
+                None => (Ok(t), Latest::Stored(input)),
+                Some(e) => (Err(e), Latest::Stored(input)),
+            };
         }
-        let find = store::FindById {
-            id: id.clone(),
-            touch: false,
-        };
-        match ask(deps.store.send(find)).await {
-            Ok(Some(now)) if rewrites < REWRITES && now.token.same_credentials(&read.token) => {
-                version = now.meta.version;
-                rewrites += 1;
-            }
-            Ok(Some(now)) => return superseded(now, error, deps),
-            Ok(None) => return (Err(RefreshError::NotFound), Latest::Gone),
-            Err(e) => return (Err(e), retry_soon(deps)),
-        }
+        Ok(None) => {}
+        // Not recorded: the old token stays stored and valid, and is retried.
+        Err(e) => return (Err(e), retry_soon(deps)),
+    }
+    match ask(deps.store.send(store::FindById { id, touch: false })).await {
+        Ok(Some(now)) => superseded(now, deps),
+        Ok(None) => (Err(RefreshError::NotFound), Latest::Gone),
+        Err(e) => (Err(e), retry_soon(deps)),
     }
 }
 
-/// The answer when a client's save replaced the result: the client's token if it holds a
-/// fresh access token (what every caller wants), else the attempt's error, or word that
-/// there is no fresh token yet. Never the stored token as if it were fresh.
-fn superseded(
-    t: StoredToken,
-    error: Option<RefreshError>,
-    deps: &Deps,
-) -> (Result<StoredToken, RefreshError>, Latest) {
+/// The answer when a client saved new credentials during the attempt: their token if it
+/// holds a fresh access token (what every caller wants), else word to ask again. Not the
+/// attempt's own error, which was about the credentials replaced (a `needs_reauth` for
+/// the old refresh token would send the user to authorise once more for nothing), and
+/// never the stored token as if it were fresh.
+fn superseded(t: StoredToken, deps: &Deps) -> (Result<StoredToken, RefreshError>, Latest) {
     if fresh_enough(&t, deps) {
         return fresh(t);
     }
-    let error = error.unwrap_or_else(|| RefreshError::Failed {
+    let error = RefreshError::Failed {
         provider_error: "superseded".into(),
         reason: "a client saved new credentials during the refresh, without a fresh access token; ask again".into(),
-    });
+    };
     (Err(error), Latest::Stored(ScheduleInput::of(&t)))
 }
 
@@ -277,12 +265,7 @@ fn failed(
             )
         }
         OAuthError::Throttled => {
-            // Zoho lifts its block only after 15-30 quiet minutes, and a request during it
-            // re-arms it (ZOHO.md): a fixed wait shorter than the block would never see
-            // it lifted. So each failure in a row doubles the wait, up to four times.
-            let doubled = 1u32 << failures.saturating_sub(1).min(2);
-            let wait = deps.cfg().throttle_wait.saturating_mul(doubled);
-            let retry_at = now + wait.as_millis() as i64;
+            let retry_at = now + throttle_wait(token, &deps.cfg()).as_millis() as i64;
             tracing::warn!(token_id = %id.escape_debug(), retry_at, "the provider is throttling refreshes of this token");
             (Some(retry_at), RefreshError::Throttled { retry_at })
         }
@@ -303,6 +286,22 @@ fn failed(
         needs_reauth: next.is_none(),
     };
     (update, Some(error))
+}
+
+/// How long to leave the provider alone after its throttle. Zoho lifts its block only
+/// after 15-30 quiet minutes, and a request during it re-arms it (ZOHO.md): a fixed wait
+/// shorter than the block would never see it lifted. So each throttle in a row doubles
+/// the last wait (when the last failure was a throttle, `next_refresh_at` is its end and
+/// `updated_at` its start), from `throttle_wait` up to four times that.
+fn throttle_wait(token: &StoredToken, cfg: &RefreshConfig) -> Duration {
+    let m = &token.meta;
+    let last = m
+        .next_refresh_at
+        .filter(|_| m.last_error.as_deref() == Some(THROTTLED))
+        .map(|end| Duration::from_millis(end.saturating_sub(m.updated_at).max(0) as u64));
+    let base = cfg.throttle_wait;
+    last.map_or(base, |last| last.saturating_mul(2))
+        .clamp(base, base.saturating_mul(4))
 }
 
 /// Awaits a store reply; a mailbox error means the store has stopped.

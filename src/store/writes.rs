@@ -73,14 +73,14 @@ impl Handler<DeleteAll> for StoreActor {
     }
 }
 
-/// Record a refresh attempt's result for the token as it was at `version`. The reply is
-/// the updated token, or `None` when a client changed or deleted it meanwhile (then
-/// nothing was written).
+/// Record a refresh attempt's result for the token `read` as the attempt read it. The
+/// reply is the updated token, or `None` when a client saved new credentials or deleted
+/// it meanwhile (then nothing was written; see `Write::Refreshed`).
 #[derive(Message)]
 #[rtype(result = "Result<Option<StoredToken>, StoreError>")]
 pub struct ApplyRefresh {
     pub id: String,
-    pub version: i64,
+    pub read: Token,
     pub update: RefreshUpdate,
 }
 
@@ -90,7 +90,7 @@ impl Handler<ApplyRefresh> for StoreActor {
     fn handle(&mut self, msg: ApplyRefresh, ctx: &mut Self::Context) -> Self::Result {
         let write = Write::Refreshed {
             id: msg.id,
-            version: msg.version,
+            read: msg.read,
             update: msg.update,
         };
         write_reply(self, ctx, write, |o| match o {

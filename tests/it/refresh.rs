@@ -269,6 +269,25 @@ fn each_throttle_in_a_row_doubles_the_wait_up_to_four_times() {
 }
 
 #[test]
+fn a_throttle_after_other_failures_waits_the_first_throttle_wait() {
+    // Only throttles in a row double the wait: two 503s before do not make it an hour.
+    let zoho = FakeZoho::start(|_, _, n| match n {
+        1 | 2 => (503, "unavailable".to_owned()),
+        _ => (400, json!({"error": "Access Denied"}).to_string()),
+    });
+    let d = InProcess::start(&zoho.url, |c| c.refresh.enabled = false);
+    let mut c = d.client();
+    let id = id_of(&c.save(refreshable("u", T0 - 1)));
+    for _ in 0..2 {
+        let reply = c.request(json!({"op": "refresh", "token_id": id}));
+        assert_eq!(reply["error"]["code"], "refresh_failed", "{reply}");
+    }
+    let reply = c.request(json!({"op": "refresh", "token_id": id}));
+    assert_eq!(reply["error"]["retry_at"], T0 + 15 * MINUTE, "{reply}");
+    assert_eq!(meta(&mut c, &id)["failures"], 3);
+}
+
+#[test]
 fn the_rate_budget_is_never_exceeded_even_by_forced_refreshes() {
     let zoho = FakeZoho::granting();
     let d = InProcess::start(&zoho.url, |c| c.refresh.enabled = false);

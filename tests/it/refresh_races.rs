@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::fake_zoho::FakeZoho;
+use crate::fake_zoho::{grant, FakeZoho};
 use crate::helpers::{id_of, Client};
 use crate::inproc::{eventually, InProcess, HOUR, MINUTE, T0};
 use crate::refresh::{meta, refreshable};
@@ -143,4 +143,31 @@ fn a_throttle_answered_during_a_save_that_keeps_the_credentials_is_recorded() {
     let asked = c.request(json!({"op": "access_token", "token_id": id}));
     assert_eq!(asked["error"]["code"], "throttled", "{asked}");
     assert_eq!(zoho.count(), 1, "asked Zoho again during its block");
+}
+
+#[test]
+fn new_credentials_saved_while_the_provider_refuses_the_old_ones_are_not_called_dead() {
+    // The user authorised again while Zoho was answering invalid_code for the old
+    // refresh token: the waiting caller must not be told to send the user round again.
+    let zoho = FakeZoho::start(|_, _, n| match n {
+        1 => (400, json!({"error": "invalid_code"}).to_string()),
+        _ => grant(&format!("SECRET-new-{n}"), None),
+    });
+    zoho.close_gate();
+    let d = InProcess::start(&zoho.url, |c| c.refresh.enabled = false);
+    let mut c = d.client();
+    let id = id_of(&c.save(refreshable("u", T0 - 1)));
+    let socket = d.socket();
+    let asking = std::thread::spawn(move || {
+        Client::connect(&socket).request(json!({"op": "access_token", "user_name": "u"}))
+    });
+    zoho.wait_for_count(1);
+    c.save(json!({"user_name": "u", "refresh_token": "SECRET-rt-u-2"}));
+    zoho.release(1);
+    let reply = asking.join().unwrap();
+    assert_eq!(reply["error"]["code"], "refresh_failed", "{reply}");
+    assert_eq!(meta(&mut c, &id)["state"], "active");
+    zoho.open_gate();
+    let served = c.ok(json!({"op": "access_token", "token_id": id}));
+    assert_eq!(served["access_token"], "SECRET-new-2");
 }
