@@ -192,7 +192,6 @@ fn target(g: &Global, env: &HashMap<String, String>) -> anyhow::Result<(Config, 
     Ok((config, path))
 }
 
-/// A connection to the daemon.
 /// A path flag made absolute against the working directory, as a person means it: the
 /// configuration file refuses relative paths, whose meaning would change with the
 /// directory a service starts in. (Only a missing working directory makes it fail; the
@@ -201,6 +200,7 @@ fn absolute(path: PathBuf) -> PathBuf {
     std::path::absolute(&path).unwrap_or(path)
 }
 
+/// A connection to the daemon.
 fn daemon(g: &Global, env: &HashMap<String, String>) -> anyhow::Result<Client> {
     Ok(Client::connect(&target(g, env)?.1)?)
 }
