@@ -34,7 +34,14 @@ const CLIENT_KEYS: [&str; 4] = [
 ];
 
 impl RawLimits {
-    fn over(&self, base: &Limits, keys: [&'static str; 4]) -> Result<Limits, ConfigError> {
+    /// `whose`: which section, for errors ("" for the defaults, or the client's).
+    fn over(
+        &self,
+        base: &Limits,
+        keys: [&'static str; 4],
+        whose: &str,
+    ) -> Result<Limits, ConfigError> {
+        let switch = |text: &Option<String>, base, key| switch(text, base, key, whose);
         Ok(Limits {
             idle_timeout: switch(&self.idle_timeout, base.idle_timeout, keys[0])?,
             max_session_age: switch(&self.max_session_age, base.max_session_age, keys[1])?,
@@ -52,13 +59,19 @@ fn switch(
     text: &Option<String>,
     base: Option<Duration>,
     key: &'static str,
+    whose: &str,
 ) -> Result<Option<Duration>, ConfigError> {
     match text.as_deref().map(str::trim) {
         None => Ok(base),
         Some("" | "off") => Ok(None),
         Some(t) => humantime_serde::re::humantime::parse_duration(t)
             .map(Some)
-            .map_err(|e| invalid(key, format!("{t:?} is not a duration or \"off\": {e}"))),
+            .map_err(|e| {
+                invalid(
+                    key,
+                    format!("{whose}{t:?} is not a duration or \"off\": {e}"),
+                )
+            }),
     }
 }
 
@@ -91,11 +104,14 @@ pub(super) fn validate_cleanup(raw: RawCleanup) -> Result<CleanupConfig, ConfigE
         needs_reauth_grace: DEFAULT_NEEDS_REAUTH_GRACE,
         expired_unrefreshable_grace: DEFAULT_EXPIRED_UNREFRESHABLE_GRACE,
     };
-    let default = raw.limits.over(&builtin, TOP_KEYS)?;
+    let default = raw.limits.over(&builtin, TOP_KEYS, "")?;
     let mut per_client = std::collections::BTreeMap::new();
     for c in raw.client {
         if per_client
-            .insert(c.client_id.clone(), c.limits.over(&default, CLIENT_KEYS)?)
+            .insert(c.client_id.clone(), {
+                let whose = format!("for client_id {:?}, ", c.client_id);
+                c.limits.over(&default, CLIENT_KEYS, &whose)?
+            })
             .is_some()
         {
             return Err(invalid(
