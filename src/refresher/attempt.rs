@@ -202,18 +202,15 @@ async fn record(
     match ask(deps.store.send(write)).await {
         Ok(Some(t)) => {
             let input = ScheduleInput::of(&t);
-            return match error {
-                None => (Ok(t), Latest::Stored(input)),
-                Some(e) => (Err(e), Latest::Stored(input)),
-            };
+            (error.map_or(Ok(t), Err), Latest::Stored(input))
         }
-        Ok(None) => {}
+        // New credentials, or the token deleted, while the provider answered.
+        Ok(None) => match ask(deps.store.send(store::FindById { id, touch: false })).await {
+            Ok(Some(now)) => superseded(now, deps),
+            Ok(None) => (Err(RefreshError::NotFound), Latest::Gone),
+            Err(e) => (Err(e), retry_soon(deps)),
+        },
         // Not recorded: the old token stays stored and valid, and is retried.
-        Err(e) => return (Err(e), retry_soon(deps)),
-    }
-    match ask(deps.store.send(store::FindById { id, touch: false })).await {
-        Ok(Some(now)) => superseded(now, deps),
-        Ok(None) => (Err(RefreshError::NotFound), Latest::Gone),
         Err(e) => (Err(e), retry_soon(deps)),
     }
 }
