@@ -1,5 +1,6 @@
-//! Every write: the SDK's save semantics, deletes, the refresher's conditional update
-//! and the cleanup's conditional delete. Called inside the batch transaction.
+//! Every write the store batches: a client's save (its rules in `save.rs`), deletes,
+//! the refresher's spending and its conditional update, and the cleanup's conditional
+//! delete. Called inside the batch transaction.
 
 use rusqlite::{params, Connection};
 
