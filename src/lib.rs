@@ -17,8 +17,8 @@
 //! hands each to the actor that answers it, and writes the replies in order. The
 //! **refresher actor** (`refresher.rs`) keeps one deadline per refreshable token
 //! (`schedule.rs`), refreshes each once, ahead of expiry, through the provider client
-//! (`oauth.rs`), single-flight and within a rate budget that it records in the store before each
-//! request, so a restart does not reset it. The **cleanup actor**
+//! (`oauth.rs`), single-flight and within a rate budget that it records in the store
+//! before each request, so that a restart does not reset it. The **cleanup actor**
 //! (`cleanup.rs`) ends sessions by policy (`policy.rs`) on a cron schedule. Time is an
 //! input (`clock.rs`); the token record and its matching rules are in `model.rs`,
 //! configuration in `config.rs`. `run` wires these together and is what both the
