@@ -78,6 +78,8 @@ pub struct RateBudget {
     /// Refresh times per refresh token, keyed by its stable hash (`key`): the map holds
     /// no secret, and the keys match the database's.
     spent: HashMap<i64, VecDeque<i64>>,
+    /// No refresh at all before this time: what was spent before this run is unknown.
+    closed_until: i64,
 }
 
 impl RateBudget {
@@ -88,11 +90,19 @@ impl RateBudget {
 
     /// Spends one refresh of `refresh_token` at `now`, or says when one is next allowed.
     pub fn take(&mut self, refresh_token: &str, now: i64, cfg: &RefreshConfig) -> Result<(), i64> {
+        if now < self.closed_until {
+            return Err(self.closed_until);
+        }
         let window = cfg.budget_window.as_millis() as i64;
         let times = self
             .spent
             .entry(RateBudget::key(refresh_token))
             .or_default();
+        // A time ahead of `now` (the clock was stepped back) counts as now: it must
+        // neither stay in the window forever nor hide the older ones behind it.
+        for t in times.iter_mut() {
+            *t = (*t).min(now);
+        }
         while times.front().is_some_and(|&t| t <= now - window) {
             times.pop_front();
         }
@@ -103,9 +113,25 @@ impl RateBudget {
         Ok(())
     }
 
+    /// Gives back the refresh `take` just spent at `at`: it was never asked for (its
+    /// record could not be written).
+    pub fn refund(&mut self, refresh_token: &str, at: i64) {
+        if let Some(times) = self.spent.get_mut(&RateBudget::key(refresh_token)) {
+            if times.back() == Some(&at) {
+                times.pop_back();
+            }
+        }
+    }
+
     /// Counts a refresh spent before this run (read from the database, oldest first).
     pub fn record(&mut self, key: i64, at: i64) {
         self.spent.entry(key).or_default().push_back(at);
+    }
+
+    /// Refuses every refresh until `until`: what earlier runs spent could not be read,
+    /// and only a window without any refresh is sure to be within the budget.
+    pub fn close_until(&mut self, until: i64) {
+        self.closed_until = until;
     }
 
     /// Forgets refreshes older than the window, so the map does not grow forever.

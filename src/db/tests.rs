@@ -455,7 +455,10 @@ fn debug_of_a_write_never_shows_a_secret() {
         Write::Save(user("u", "SECRET-refresh")),
         Write::Refreshed {
             id: "1".into(),
-            read: user("u", "SECRET-read"),
+            read: StoredToken {
+                token: user("u", "SECRET-read"),
+                meta: Meta::default(),
+            },
             update: RefreshUpdate::Succeeded {
                 access_token: "SECRET-access".into(),
                 expiry_time: "1795330406683".into(),
@@ -489,7 +492,7 @@ fn a_token_deleted_and_saved_again_under_its_id_is_a_new_version_to_stale_writer
     let stale = [
         Write::Refreshed {
             id: "7".into(),
-            read: judged.token.clone(),
+            read: judged.clone(),
             update: RefreshUpdate::Succeeded {
                 access_token: "first's new access token".into(),
                 expiry_time: "1795330406683".into(),
@@ -538,4 +541,45 @@ fn the_budget_spending_is_kept_until_it_leaves_the_window() {
         .query_row("SELECT count(*) FROM refresh_spent", [], |r| r.get(0))
         .unwrap();
     assert_eq!(left, 2, "the spend at 100 is gone");
+    // One dated ahead (the clock was ahead, then set right) is brought back to now, so
+    // that it leaves the window in time.
+    db.apply_batch(&[spend(10_000, 150)], 1000).unwrap();
+    db.apply_batch(&[spend(400, 150)], 1000).unwrap();
+    assert_eq!(
+        db.spent_since(0).unwrap(),
+        vec![(7, 200), (7, 300), (7, 400), (7, 400)]
+    );
+}
+
+#[test]
+fn a_refresh_result_lands_only_on_the_row_it_was_asked_for_with_the_same_credentials() {
+    let (_dir, mut db) = open();
+    let refreshed = |read: &StoredToken| Write::Refreshed {
+        id: read.id().to_owned(),
+        read: read.clone(),
+        update: RefreshUpdate::Succeeded {
+            access_token: "minted".into(),
+            expiry_time: "1795330406683".into(),
+            refresh_token: None,
+            api_domain: None,
+        },
+    };
+    let apply = |db: &mut Db, w: Write, now| db.apply_batch(&[w], now).unwrap().remove(0);
+    let read = save(&mut db, user("u", "r1")).unwrap();
+    // A client's save that keeps the credentials moves the version, not the result.
+    let mut moved = user("u", "r1");
+    moved.redirect_url = s("https://example.com/moved");
+    apply(&mut db, Write::Save(moved), 1500).unwrap();
+    let done = apply(&mut db, refreshed(&read), 1600).unwrap();
+    assert!(
+        matches!(&done, Outcome::Saved(t) if t.token.access_token == s("minted")),
+        "{done:?}"
+    );
+    // Deleted, and saved again under its id with the same credentials (which a cleanup
+    // may have revoked meanwhile): a new row, which the result must not land on.
+    let read = db.find_by_id(read.id()).unwrap().unwrap();
+    apply(&mut db, Write::Delete(read.id().to_owned()), 2000).unwrap();
+    apply(&mut db, Write::Save(read.token.clone()), 2000).unwrap();
+    let done = apply(&mut db, refreshed(&read), 2100).unwrap();
+    assert!(matches!(done, Outcome::Superseded { .. }), "{done:?}");
 }

@@ -34,13 +34,14 @@ pub enum Write {
         forget_before: i64,
     },
     /// The refresher's result for token `id`, asked with the credentials of `read` (the
-    /// token as the attempt read it). Applied only if the token still holds those
+    /// token as the attempt read it). Applied only if the same row still holds those
     /// credentials: a result for them is true whatever else a client saved meanwhile (a
     /// new redirect URL, the same token again), but it must not undo a client's new
-    /// credentials, nor bring back a deleted token.
+    /// credentials, nor land on a token deleted and saved again (its credentials may
+    /// have been revoked in between).
     Refreshed {
         id: String,
-        read: Token,
+        read: StoredToken,
         update: RefreshUpdate,
     },
 }
@@ -160,6 +161,10 @@ pub(super) fn apply(
             at,
             forget_before,
         } => {
+            // A time ahead of this one (the clock was ahead, then set right) becomes this
+            // one, so that it leaves the window in time.
+            tx.prepare_cached("UPDATE refresh_spent SET at = ?1 WHERE at > ?1")?
+                .execute([at])?;
             tx.prepare_cached("INSERT INTO refresh_spent (token_hash, at) VALUES (?1, ?2)")?
                 .execute([token_hash, at])?;
             tx.prepare_cached("DELETE FROM refresh_spent WHERE at < ?1")?
@@ -171,7 +176,13 @@ pub(super) fn apply(
             read,
             update: change,
         } => match find_by_id(tx, id)? {
-            Some(mut stored) if stored.token.same_credentials(read) => {
+            // `created_at` tells the row read from one saved again after a delete: the
+            // attempt read it before asking the provider, whose answer takes longer than
+            // the clock's millisecond.
+            Some(mut stored)
+                if stored.meta.created_at == read.meta.created_at
+                    && stored.token.same_credentials(&read.token) =>
+            {
                 let before = stored.clone();
                 apply_refresh(&mut stored, change.clone(), now);
                 update(tx, &before, &mut stored, versions)?;

@@ -148,6 +148,7 @@ pub(super) async fn run(
         forget_before: now - deps.cfg().budget_window.as_millis() as i64,
     };
     if let Err(e) = ask(deps.store.send(spend)).await {
+        deps.budget.borrow_mut().refund(refresh_token, now);
         return (Err(e), retry_soon(&deps));
     }
     let request = RefreshRequest {
@@ -196,7 +197,7 @@ async fn record(
 ) -> (Result<StoredToken, RefreshError>, Latest) {
     let write = store::ApplyRefresh {
         id: id.clone(),
-        read: read.token.clone(),
+        read: read.clone(),
         update,
     };
     match ask(deps.store.send(write)).await {

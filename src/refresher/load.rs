@@ -17,18 +17,21 @@ impl RefresherActor {
     /// Reads back the rate budget's spending in the current window, before any refresh
     /// can start (`ctx.wait`): Zoho still counts what an earlier run asked of it.
     pub(super) fn load_spent(&mut self, ctx: &mut Context<Self>) {
-        let since = self.deps.clock.now_ms() - self.deps.cfg().budget_window.as_millis() as i64;
-        let spent = self.deps.store.send(store::SpentSince(since));
-        ctx.wait(spent.into_actor(self).map(|spent, act, _| match spent {
-            Ok(Ok(rows)) => {
-                let mut budget = act.deps.budget.borrow_mut();
-                for (key, at) in rows {
-                    budget.record(key, at);
+        let now = self.deps.clock.now_ms();
+        let window = self.deps.cfg().budget_window.as_millis() as i64;
+        let spent = self.deps.store.send(store::SpentSince(now - window));
+        ctx.wait(spent.into_actor(self).map(move |spent, act, _| {
+            let mut budget = act.deps.budget.borrow_mut();
+            match spent {
+                // A time ahead of now (the clock was ahead, then set right) counts as now.
+                Ok(Ok(rows)) => rows.into_iter().for_each(|(key, at)| budget.record(key, at.min(now))),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, until = now + window,
+                        "cannot read the refreshes already spent; no refresh until the budget window has passed");
+                    budget.close_until(now + window);
                 }
+                Err(_) => {}
             }
-            Ok(Err(e)) => tracing::error!(error = %e,
-                "cannot read the refreshes already spent; the budget starts empty"),
-            Err(_) => {}
         }));
     }
 

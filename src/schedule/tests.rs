@@ -88,6 +88,36 @@ fn the_budget_allows_ten_per_window_per_refresh_token() {
 }
 
 #[test]
+fn a_spend_dated_ahead_of_the_clock_counts_as_now_and_leaves_the_window() {
+    let c = cfg();
+    let mut b = RateBudget::default();
+    let hour = 3_600_000;
+    // Read back from a run whose clock was a day ahead.
+    b.record(RateBudget::key("r1"), 24 * hour);
+    for i in 0..12 {
+        assert_eq!(b.take("r1", i * hour, &c), Ok(()), "hourly refresh {i}");
+    }
+}
+
+#[test]
+fn a_refund_gives_back_the_last_spend_and_a_closed_budget_refuses_until_it_opens() {
+    let c = cfg();
+    let mut b = RateBudget::default();
+    for i in 0..10 {
+        assert_eq!(b.take("r1", i, &c), Ok(()));
+        b.refund("r1", i);
+    }
+    assert_eq!(
+        b.take("r1", 10, &c),
+        Ok(()),
+        "the refunded ones count for nothing"
+    );
+    b.close_until(5_000);
+    assert_eq!(b.take("r2", 4_999, &c), Err(5_000));
+    assert_eq!(b.take("r2", 5_000, &c), Ok(()));
+}
+
+#[test]
 fn deadlines_pop_in_order_and_moves_and_cancels_take_effect() {
     let mut d = Deadlines::default();
     d.set("a", 30);

@@ -80,7 +80,7 @@ impl Handler<DeleteAll> for StoreActor {
 #[rtype(result = "Result<Option<StoredToken>, StoreError>")]
 pub struct ApplyRefresh {
     pub id: String,
-    pub read: Token,
+    pub read: StoredToken,
     pub update: RefreshUpdate,
 }
 
