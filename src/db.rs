@@ -25,7 +25,8 @@ const AFTER: &str = "coalesce(printf('%010d', length(?1)) || ?1, '')";
 
 const COLUMNS: &str = "id, user_name, client_id, client_secret, refresh_token, access_token, \
      grant_token, expiry_time, redirect_url, api_domain, created_at, updated_at, \
-     last_used_at, state, failures, last_error, next_refresh_at, version, expiry_set_at";
+     last_used_at, state, failures, last_error, next_refresh_at, version, expiry_set_at, \
+     throttles";
 
 /// The open database. Not `Sync`: it lives on the store actor's thread.
 pub struct Db {
@@ -289,6 +290,7 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<StoredToken> {
             next_refresh_at: r.get(16)?,
             version: r.get(17)?,
             expiry_set_at: r.get(18)?,
+            throttles: r.get(19)?,
         },
     })
 }

@@ -194,6 +194,10 @@ pub struct Meta {
     /// so the refresh lead, is measured from.
     #[serde(skip)]
     pub expiry_set_at: Option<i64>,
+    /// The provider's throttles in a row: the wait after the next one doubles with
+    /// each. Reset by any other outcome and by new credentials.
+    #[serde(skip)]
+    pub throttles: u32,
 }
 
 /// A token as stored: the record plus tokend's metadata.

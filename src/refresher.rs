@@ -8,9 +8,9 @@
 //! asks while one runs (the schedule, `access_token`, `refresh`) waits for that one. The
 //! attempt itself (`attempt.rs`) reads the token fresh, spends the rate budget, calls
 //! the provider and records the result through the store, which refuses the write if a
-//! client changed or deleted the token meanwhile (the attempt writes it again if the
-//! change kept the credentials). The messages it answers, each with its handler, are in
-//! `requests.rs`; loading the schedule at start, in `load.rs`.
+//! client saved new credentials or deleted the token meanwhile (a save that kept the
+//! credentials leaves the result true). The messages it answers, each with its handler,
+//! are in `requests.rs`; loading the budget and the schedule at start, in `load.rs`.
 
 mod attempt;
 mod load;

@@ -33,7 +33,7 @@ pub const LIFETIME_MS: i64 = 24 * 3600 * 1000;
 
 /// The `tokens` columns the preload fills, as `src/db.rs` declares them. The preload
 /// refuses to run when the table has others (the schema moved on: update this list).
-const COLUMNS: [&str; 20] = [
+const COLUMNS: [&str; 21] = [
     "id",
     "user_name",
     "client_id",
@@ -54,6 +54,7 @@ const COLUMNS: [&str; 20] = [
     "version",
     "expiry_set_at",
     "access_hash",
+    "throttles",
 ];
 /// Generated from `id`; SQLite fills it.
 const GENERATED: &[&str] = &["page_key"];
@@ -198,6 +199,7 @@ pub fn preload(db: &Path, n: u64, now: i64) -> anyhow::Result<Duration> {
                 0,              // version: below the counter's first (1)
                 now,            // expiry_set_at: the expiry is set by this save
                 hash,           // access_hash, as the daemon writes it
+                0,              // throttles
             ])?;
         }
     }

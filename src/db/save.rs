@@ -42,6 +42,7 @@ pub(super) fn save(
                 stored.meta.failures = 0;
                 stored.meta.last_error = None;
                 stored.meta.next_refresh_at = None;
+                stored.meta.throttles = 0;
             }
             if stored.token.expiry_time != before.token.expiry_time {
                 stored.meta.expiry_set_at = Some(now);
@@ -109,7 +110,7 @@ fn next_id(tx: &Connection) -> Result<String, StoreError> {
 fn insert(tx: &Connection, t: &StoredToken) -> Result<(), StoreError> {
     let sql = format!(
         "INSERT INTO tokens ({COLUMNS}, access_hash) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
     );
     let hash = t.token.access_token.as_deref().map(access_hash);
     let mut values = row_params(t).to_vec();
@@ -167,7 +168,7 @@ fn conflict(e: rusqlite::Error) -> StoreError {
     }
 }
 
-fn row_params(t: &StoredToken) -> [&dyn rusqlite::ToSql; 19] {
+fn row_params(t: &StoredToken) -> [&dyn rusqlite::ToSql; 20] {
     let (k, m) = (&t.token, &t.meta);
     [
         &k.id,
@@ -189,6 +190,7 @@ fn row_params(t: &StoredToken) -> [&dyn rusqlite::ToSql; 19] {
         &m.next_refresh_at,
         &m.version,
         &m.expiry_set_at,
+        &m.throttles,
     ]
 }
 

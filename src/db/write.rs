@@ -58,6 +58,8 @@ pub enum RefreshUpdate {
     },
     Failed {
         failures: u32,
+        /// Throttles in a row, this one counted (0 for another failure).
+        throttles: u32,
         last_error: String,
         /// When to try again; `None` with `needs_reauth`.
         next_refresh_at: Option<i64>,
@@ -86,12 +88,14 @@ impl std::fmt::Debug for RefreshUpdate {
                 .finish(),
             RefreshUpdate::Failed {
                 failures,
+                throttles,
                 last_error,
                 next_refresh_at,
                 needs_reauth,
             } => f
                 .debug_struct("Failed")
                 .field("failures", failures)
+                .field("throttles", throttles)
                 .field("last_error", last_error)
                 .field("next_refresh_at", next_refresh_at)
                 .field("needs_reauth", needs_reauth)
@@ -213,17 +217,20 @@ fn apply_refresh(stored: &mut StoredToken, change: RefreshUpdate, now: i64) {
                 token.api_domain = api_domain;
             }
             meta.failures = 0;
+            meta.throttles = 0;
             meta.last_error = None;
             meta.next_refresh_at = None;
             meta.state = TokenState::Active;
         }
         RefreshUpdate::Failed {
             failures,
+            throttles,
             last_error,
             next_refresh_at,
             needs_reauth,
         } => {
             meta.failures = failures;
+            meta.throttles = throttles;
             meta.last_error = Some(last_error);
             meta.next_refresh_at = next_refresh_at;
             if needs_reauth {

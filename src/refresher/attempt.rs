@@ -16,9 +16,6 @@ use crate::store;
 
 use super::Deps;
 
-/// The `last_error` a throttle leaves (`OAuthError::code`).
-const THROTTLED: &str = "throttled";
-
 /// Why a caller did not get a refreshed token. Never carries a secret.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RefreshError {
@@ -96,7 +93,7 @@ pub(super) async fn run(
     // again now is what the wait is there to prevent. `refresh` forces past a backoff
     // (within budget), never past a throttle: Zoho lifts its block only after quiet
     // minutes, and every call re-arms it.
-    let throttled = token.meta.last_error.as_deref() == Some(THROTTLED);
+    let throttled = token.meta.throttles > 0;
     if let Some(retry_at) = token
         .meta
         .next_refresh_at
@@ -263,7 +260,8 @@ fn failed(
             )
         }
         OAuthError::Throttled => {
-            let retry_at = now + throttle_wait(token, &deps.cfg()).as_millis() as i64;
+            let retry_at =
+                now + throttle_wait(token.meta.throttles, &deps.cfg()).as_millis() as i64;
             tracing::warn!(token_id = %id.escape_debug(), retry_at, "the provider is throttling refreshes of this token");
             (Some(retry_at), RefreshError::Throttled { retry_at })
         }
@@ -277,8 +275,13 @@ fn failed(
             (Some(retry_at), error)
         }
     };
+    let throttles = match e {
+        OAuthError::Throttled => token.meta.throttles.saturating_add(1),
+        _ => 0,
+    };
     let update = RefreshUpdate::Failed {
         failures,
+        throttles,
         last_error: e.code().to_owned(),
         next_refresh_at: next,
         needs_reauth: next.is_none(),
@@ -286,20 +289,13 @@ fn failed(
     (update, Some(error))
 }
 
-/// How long to leave the provider alone after its throttle. Zoho lifts its block only
-/// after 15-30 quiet minutes, and a request during it re-arms it (ZOHO.md): a fixed wait
-/// shorter than the block would never see it lifted. So each throttle in a row doubles
-/// the last wait (when the last failure was a throttle, `next_refresh_at` is its end and
-/// `updated_at` its start), from `throttle_wait` up to four times that.
-fn throttle_wait(token: &StoredToken, cfg: &RefreshConfig) -> Duration {
-    let m = &token.meta;
-    let last = m
-        .next_refresh_at
-        .filter(|_| m.last_error.as_deref() == Some(THROTTLED))
-        .map(|end| Duration::from_millis(end.saturating_sub(m.updated_at).max(0) as u64));
-    let base = cfg.throttle_wait;
-    last.map_or(base, |last| last.saturating_mul(2))
-        .clamp(base, base.saturating_mul(4))
+/// How long to leave the provider alone after its throttle, the `before`-th in a row
+/// before this one. Zoho lifts its block only after 15-30 quiet minutes, and a request
+/// during it re-arms it (ZOHO.md): a fixed wait shorter than the block would never see
+/// it lifted. So each throttle in a row doubles the wait, from `throttle_wait` up to
+/// four times that.
+fn throttle_wait(before: u32, cfg: &RefreshConfig) -> Duration {
+    cfg.throttle_wait.saturating_mul(1 << before.min(2))
 }
 
 /// Awaits a store reply; a mailbox error means the store has stopped.

@@ -269,6 +269,33 @@ fn each_throttle_in_a_row_doubles_the_wait_up_to_four_times() {
 }
 
 #[test]
+fn a_save_during_a_throttle_does_not_start_the_doubling_over() {
+    // The SDK saving what it read (the same credentials) mid-throttle: the next throttle
+    // is still the second in a row.
+    let zoho = FakeZoho::start(|_, _, _| {
+        (
+            400,
+            json!({"error": "Access Denied", "status": "failure"}).to_string(),
+        )
+    });
+    let d = InProcess::start(&zoho.url, |_| {});
+    let mut c = d.client();
+    let id = id_of(&c.save(refreshable("u", T0 - 1)));
+    zoho.wait_for_count(1);
+    eventually("the throttle recorded", || {
+        meta(&mut c, &id)["failures"] == 1
+    });
+    advance_to(&d, T0 + 10 * MINUTE);
+    c.save(json!({"user_name": "u", "redirect_url": "https://example.com/moved"}));
+    advance_to(&d, T0 + 15 * MINUTE);
+    zoho.wait_for_count(2);
+    eventually("the second throttle recorded", || {
+        meta(&mut c, &id)["failures"] == 2
+    });
+    assert_eq!(meta(&mut c, &id)["next_refresh_at"], T0 + 45 * MINUTE);
+}
+
+#[test]
 fn a_throttle_after_other_failures_waits_the_first_throttle_wait() {
     // Only throttles in a row double the wait: two 503s before do not make it an hour.
     let zoho = FakeZoho::start(|_, _, n| match n {
