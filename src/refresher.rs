@@ -169,8 +169,8 @@ impl RefresherActor {
                 break;
             };
             // A refresh already under way reschedules the token when it ends.
-            if !self.in_flight.contains_key(&*id) {
-                drop(self.join(id.to_string(), true, ctx));
+            if !self.in_flight.contains_key(&id) {
+                drop(self.join(id, true, ctx));
             }
         }
         self.deps.budget.borrow_mut().prune(now, &self.deps.cfg());

@@ -1,8 +1,7 @@
 //! The refresher's pure rules and its one timer structure. No I/O and no clock: "now"
 //! and the random draws are parameters, so every rule is unit-tested exactly.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::rc::Rc;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use crate::config::RefreshConfig;
@@ -142,75 +141,9 @@ impl RateBudget {
     }
 }
 
-/// Every token's next refresh time, ordered, with one wake-up for the earliest: O(log n)
-/// to set, move or cancel one. The id is shared between the two indexes, not copied.
-#[derive(Debug, Default)]
-pub struct Deadlines {
-    by_time: BTreeSet<(i64, Rc<str>)>,
-    by_id: HashMap<Rc<str>, i64>,
-}
+mod deadlines;
 
-impl Deadlines {
-    pub fn set(&mut self, id: &str, at: i64) {
-        match self.by_id.get_key_value(id) {
-            Some((key, &old)) => {
-                let key = key.clone();
-                self.by_time.remove(&(old, key.clone()));
-                self.by_time.insert((at, key.clone()));
-                self.by_id.insert(key, at);
-            }
-            None => {
-                let key: Rc<str> = Rc::from(id);
-                self.by_time.insert((at, key.clone()));
-                self.by_id.insert(key, at);
-            }
-        }
-    }
-
-    /// Room for `n` more ids. Sizing the index once, before loading, spares the
-    /// doublings on the way: at 1M tokens their freed tables (~50 MB) stayed resident.
-    pub fn reserve(&mut self, n: usize) {
-        self.by_id.reserve(n);
-    }
-
-    pub fn cancel(&mut self, id: &str) {
-        if let Some((key, at)) = self.by_id.remove_entry(id) {
-            self.by_time.remove(&(at, key));
-        }
-    }
-
-    pub fn clear(&mut self) {
-        self.by_time.clear();
-        self.by_id.clear();
-    }
-
-    pub fn get(&self, id: &str) -> Option<i64> {
-        self.by_id.get(id).copied()
-    }
-
-    /// The earliest deadline.
-    pub fn next(&self) -> Option<i64> {
-        self.by_time.first().map(|(at, _)| *at)
-    }
-
-    /// Removes and returns the earliest token whose deadline is at or before `now`.
-    pub fn pop_due(&mut self, now: i64) -> Option<Rc<str>> {
-        if self.next()? > now {
-            return None;
-        }
-        let (_, id) = self.by_time.pop_first()?;
-        self.by_id.remove(&id);
-        Some(id)
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_id.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
-    }
-}
+pub use deadlines::Deadlines;
 
 #[cfg(test)]
 mod tests;

@@ -135,6 +135,30 @@ fn deadlines_pop_in_order_and_moves_and_cancels_take_effect() {
 }
 
 #[test]
+fn ids_that_are_not_numbers_written_one_way_keep_their_own_name() {
+    let mut d = Deadlines::default();
+    // "007" and "7" are different ids; so are "+7" and "7"; past 2^63 is no number.
+    for (id, at) in [
+        ("7", 1),
+        ("007", 2),
+        ("+7", 3),
+        ("abc", 4),
+        ("9223372036854775808", 5),
+    ] {
+        d.set(id, at);
+    }
+    d.set("abc", 6);
+    assert_eq!((d.get("007"), d.get("abc")), (Some(2), Some(6)));
+    let popped: Vec<String> = std::iter::from_fn(|| d.pop_due(100)).collect();
+    assert_eq!(popped, ["7", "007", "+7", "9223372036854775808", "abc"]);
+    // Names are dropped with their deadlines: nothing is left behind.
+    assert!(d.is_empty() && d.get("abc").is_none());
+    d.set("abc", 1);
+    d.cancel("abc");
+    assert!(d.is_empty() && d.get("abc").is_none());
+}
+
+#[test]
 fn only_active_tokens_with_refresh_token_and_credentials_are_scheduled() {
     use crate::model::{Meta, Token};
     let s = |v: &str| Some(v.to_owned());
