@@ -80,8 +80,11 @@ UPDATE tokens SET expiry_set_at = updated_at WHERE expiry_time IS NOT NULL;
 -- the time; rows older than the budget window are deleted as new ones are written.
 CREATE TABLE refresh_spent (token_hash INTEGER NOT NULL, at INTEGER NOT NULL);
 CREATE INDEX refresh_spent_at ON refresh_spent(at);
--- Throttles in a row: each doubles the wait before the next request (up to four times
--- throttle_wait), as Zoho lifts its block only after quiet minutes.
+"#,
+    r#"
+-- v7: the provider's throttles in a row: each doubles the wait before the next request
+-- (up to four times throttle_wait), as Zoho lifts its block only after quiet minutes.
+-- A row throttled before counts as one throttle: how many in a row it had is not known.
 ALTER TABLE tokens ADD COLUMN throttles INTEGER NOT NULL DEFAULT 0;
 UPDATE tokens SET throttles = 1 WHERE last_error = 'throttled';
 "#,

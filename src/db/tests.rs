@@ -583,3 +583,24 @@ fn a_refresh_result_lands_only_on_the_row_it_was_asked_for_with_the_same_credent
     let done = apply(&mut db, refreshed(&read), 2100).unwrap();
     assert!(matches!(done, Outcome::Superseded { .. }), "{done:?}");
 }
+
+#[test]
+fn a_token_throttled_before_schema_v7_counts_one_throttle() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v6.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..6] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 6;
+             INSERT INTO tokens (id, created_at, updated_at, last_error, failures)
+             VALUES ('1', 1, 1, 'throttled', 2), ('2', 1, 1, 'timeout', 1), ('3', 1, 1, NULL, 0);",
+        )
+        .unwrap();
+    }
+    let db = Db::open(&path, Duration::from_secs(1)).unwrap();
+    let throttles = |id: &str| db.find_by_id(id).unwrap().unwrap().meta.throttles;
+    assert_eq!((throttles("1"), throttles("2"), throttles("3")), (1, 0, 0));
+}

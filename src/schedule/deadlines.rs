@@ -137,3 +137,24 @@ impl Deadlines {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_held_only_while_its_id_is_scheduled() {
+        let mut d = Deadlines::default();
+        d.set("abc", 1);
+        d.set("abc", 2);
+        d.set("007", 3);
+        assert_eq!((d.named.len(), d.names.len()), (2, 2), "one name per id");
+        d.cancel("abc");
+        d.cancel("never-scheduled");
+        assert_eq!(d.pop_due(10).as_deref(), Some("007"));
+        assert!(d.named.is_empty() && d.names.is_empty());
+        d.set("xyz", 1);
+        d.clear();
+        assert!(d.named.is_empty() && d.names.is_empty());
+    }
+}

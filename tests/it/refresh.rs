@@ -296,6 +296,44 @@ fn a_save_during_a_throttle_does_not_start_the_doubling_over() {
 }
 
 #[test]
+fn a_success_or_another_failure_ends_a_run_of_throttles() {
+    let zoho = FakeZoho::start(|_, _, n| match n {
+        2 => grant("SECRET-new-2", None),
+        4 => (503, "unavailable".to_owned()),
+        _ => (400, json!({"error": "Access Denied"}).to_string()),
+    });
+    let d = InProcess::start(&zoho.url, |c| c.refresh.enabled = false);
+    let mut c = d.client();
+    let id = id_of(&c.save(refreshable("u", T0 - 1)));
+    let r = c.request(json!({"op": "refresh", "token_id": id}));
+    assert_eq!(r["error"]["retry_at"], T0 + 15 * MINUTE, "{r}");
+    advance_to(&d, T0 + 15 * MINUTE);
+    c.ok(json!({"op": "refresh", "token_id": id}));
+    let r = c.request(json!({"op": "refresh", "token_id": id}));
+    assert_eq!(
+        r["error"]["retry_at"],
+        T0 + 30 * MINUTE,
+        "after a success: {r}"
+    );
+    advance_to(&d, T0 + 30 * MINUTE);
+    let r = c.request(json!({"op": "refresh", "token_id": id}));
+    assert_eq!(r["error"]["code"], "refresh_failed", "{r}");
+    advance_to(&d, T0 + 60 * MINUTE);
+    let r = c.request(json!({"op": "refresh", "token_id": id}));
+    assert_eq!(r["error"]["retry_at"], T0 + 75 * MINUTE, "after a 503: {r}");
+    // New credentials end a run too.
+    let mut renewed = refreshable("u", T0 - 1);
+    renewed["refresh_token"] = json!("SECRET-rt-u-2");
+    c.save(renewed);
+    let r = c.request(json!({"op": "refresh", "token_id": id}));
+    assert_eq!(
+        r["error"]["retry_at"],
+        T0 + 75 * MINUTE,
+        "after new credentials: {r}"
+    );
+}
+
+#[test]
 fn a_throttle_after_other_failures_waits_the_first_throttle_wait() {
     // Only throttles in a row double the wait: two 503s before do not make it an hour.
     let zoho = FakeZoho::start(|_, _, n| match n {
