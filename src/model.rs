@@ -186,8 +186,9 @@ pub struct Meta {
     pub last_error: Option<String>,
     pub next_refresh_at: Option<i64>,
     /// New at every write, from one counter for the whole table (never reused, even
-    /// for a token deleted and saved again under its id), so a refresh or cleanup that
-    /// finishes after a client replaced or re-saved the token can tell, and step aside.
+    /// for a token deleted and saved again under its id), so a cleanup that finishes
+    /// after a client changed or re-saved the token can tell, and step aside. (A
+    /// refresh's result goes by the credentials instead: see `Write::Refreshed`.)
     #[serde(skip)]
     pub version: i64,
     /// Epoch ms when `expiry_time` was last set: where the access token's lifetime, and
