@@ -47,10 +47,21 @@ pub fn grant(access: &str, rotated: Option<&str>) -> (u16, String) {
     (200, body.to_string())
 }
 
+/// Zoho's answer to a refresh token past its limit.
+pub fn throttled() -> (u16, String) {
+    let body = json!({"error": "Access Denied", "error_description": "You have made too many requests continuously. Please try again after some time.", "status": "failure"});
+    (400, body.to_string())
+}
+
 impl FakeZoho {
     /// Answers every refresh with a new access token `SECRET-new-<n>` (n from 1).
     pub fn granting() -> FakeZoho {
         FakeZoho::start(|_, _, n| grant(&format!("SECRET-new-{n}"), None))
+    }
+
+    /// Answers every request with Zoho's throttle.
+    pub fn throttling() -> FakeZoho {
+        FakeZoho::start(|_, _, _| throttled())
     }
 
     /// `respond(path, form, n)` answers the n-th request (from 1) with (status, body).

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::fake_zoho::{grant, FakeZoho};
+use crate::fake_zoho::{grant, throttled, FakeZoho};
 use crate::helpers::{id_of, Client};
 use crate::inproc::{eventually, InProcess, HOUR, MINUTE, T0};
 
@@ -207,13 +207,7 @@ fn transient_errors_retry_with_growing_jittered_delays() {
 
 #[test]
 fn the_provider_throttle_pauses_refreshes_and_callers_learn_when_to_retry() {
-    let zoho = FakeZoho::start(|_, _, _| {
-        (
-            400,
-            json!({"error": "Access Denied", "error_description": "too many", "status": "failure"})
-                .to_string(),
-        )
-    });
+    let zoho = FakeZoho::throttling();
     let d = InProcess::start(&zoho.url, |c| c.refresh.enabled = false);
     let mut c = d.client();
     let id = id_of(&c.save(refreshable("u", T0 - 1)));
@@ -242,12 +236,7 @@ fn the_provider_throttle_pauses_refreshes_and_callers_learn_when_to_retry() {
 fn each_throttle_in_a_row_doubles_the_wait_up_to_four_times() {
     // Zoho's block lifts only after 15-30 quiet minutes and every request re-arms it: at
     // a fixed 15 minutes, a 30-minute block would never be seen lifted.
-    let zoho = FakeZoho::start(|_, _, _| {
-        (
-            400,
-            json!({"error": "Access Denied", "status": "failure"}).to_string(),
-        )
-    });
+    let zoho = FakeZoho::throttling();
     let d = InProcess::start(&zoho.url, |_| {});
     let mut c = d.client();
     let id = id_of(&c.save(refreshable("u", T0 - 1)));
@@ -272,12 +261,7 @@ fn each_throttle_in_a_row_doubles_the_wait_up_to_four_times() {
 fn a_save_during_a_throttle_does_not_start_the_doubling_over() {
     // The SDK saving what it read (the same credentials) mid-throttle: the next throttle
     // is still the second in a row.
-    let zoho = FakeZoho::start(|_, _, _| {
-        (
-            400,
-            json!({"error": "Access Denied", "status": "failure"}).to_string(),
-        )
-    });
+    let zoho = FakeZoho::throttling();
     let d = InProcess::start(&zoho.url, |_| {});
     let mut c = d.client();
     let id = id_of(&c.save(refreshable("u", T0 - 1)));
@@ -300,7 +284,7 @@ fn a_success_or_another_failure_ends_a_run_of_throttles() {
     let zoho = FakeZoho::start(|_, _, n| match n {
         2 => grant("SECRET-new-2", None),
         4 => (503, "unavailable".to_owned()),
-        _ => (400, json!({"error": "Access Denied"}).to_string()),
+        _ => throttled(),
     });
     let d = InProcess::start(&zoho.url, |c| c.refresh.enabled = false);
     let mut c = d.client();
@@ -338,7 +322,7 @@ fn a_throttle_after_other_failures_waits_the_first_throttle_wait() {
     // Only throttles in a row double the wait: two 503s before do not make it an hour.
     let zoho = FakeZoho::start(|_, _, n| match n {
         1 | 2 => (503, "unavailable".to_owned()),
-        _ => (400, json!({"error": "Access Denied"}).to_string()),
+        _ => throttled(),
     });
     let d = InProcess::start(&zoho.url, |c| c.refresh.enabled = false);
     let mut c = d.client();

@@ -118,12 +118,7 @@ fn a_save_that_keeps_the_credentials_does_not_undo_a_refresh() {
 
 #[test]
 fn a_throttle_answered_during_a_save_that_keeps_the_credentials_is_recorded() {
-    let zoho = FakeZoho::start(|_, _, _| {
-        (
-            400,
-            json!({"error": "Access Denied", "status": "failure"}).to_string(),
-        )
-    });
+    let zoho = FakeZoho::throttling();
     zoho.close_gate();
     let d = InProcess::start(&zoho.url, |c| c.refresh.enabled = false);
     let mut c = d.client();
