@@ -176,7 +176,7 @@ pub(super) async fn run(
         }
         Err(e) => failed(&deps, &id, &token, e, now),
     };
-    record(&deps, id, &token, update, error).await
+    record(&deps, id, token, update, error).await
 }
 
 /// Writes the result of asking the provider with the credentials of `read`, the token
@@ -188,13 +188,13 @@ pub(super) async fn run(
 async fn record(
     deps: &Deps,
     id: String,
-    read: &StoredToken,
+    read: StoredToken,
     update: RefreshUpdate,
     error: Option<RefreshError>,
 ) -> (Result<StoredToken, RefreshError>, Latest) {
     let write = store::ApplyRefresh {
         id: id.clone(),
-        read: read.clone(),
+        read,
         update,
     };
     match ask(deps.store.send(write)).await {

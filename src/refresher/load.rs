@@ -23,8 +23,8 @@ impl RefresherActor {
         ctx.wait(spent.into_actor(self).map(move |spent, act, _| {
             let mut budget = act.deps.budget.borrow_mut();
             match spent {
-                // A time ahead of now (the clock was ahead, then set right) counts as now.
-                Ok(Ok(rows)) => rows.into_iter().for_each(|(key, at)| budget.record(key, at.min(now))),
+                // A time ahead of now is brought back to it by `RateBudget::take`.
+                Ok(Ok(rows)) => rows.into_iter().for_each(|(key, at)| budget.record(key, at)),
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, until = now + window,
                         "cannot read the refreshes already spent; no refresh until the budget window has passed");
