@@ -59,7 +59,7 @@ pub enum ConfigError {
     },
     /// A value parsed but is out of range.
     #[error("configuration key `{key}`: {problem}")]
-    Invalid { key: &'static str, problem: String },
+    Invalid { key: String, problem: String },
 }
 
 /// The validated configuration the daemon runs on.
@@ -351,9 +351,9 @@ pub fn log_filter_problem(filter: &str) -> Option<String> {
         })
 }
 
-fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
-        key,
+        key: key.into(),
         problem: problem.into(),
     }
 }

@@ -19,59 +19,38 @@ struct RawLimits {
     expired_unrefreshable_grace: Option<String>,
 }
 
-/// The full names of `RawLimits`' keys, in its order, for errors.
-const TOP_KEYS: [&str; 4] = [
-    "cleanup.idle_timeout",
-    "cleanup.max_session_age",
-    "cleanup.needs_reauth_grace",
-    "cleanup.expired_unrefreshable_grace",
-];
-const CLIENT_KEYS: [&str; 4] = [
-    "cleanup.client.idle_timeout",
-    "cleanup.client.max_session_age",
-    "cleanup.client.needs_reauth_grace",
-    "cleanup.client.expired_unrefreshable_grace",
-];
-
 impl RawLimits {
-    /// `whose`: which section, for errors ("" for the defaults, or the client's).
-    fn over(
-        &self,
-        base: &Limits,
-        keys: [&'static str; 4],
-        whose: &str,
-    ) -> Result<Limits, ConfigError> {
-        let switch = |text: &Option<String>, base, key| switch(text, base, key, whose);
+    /// `section` names the keys in errors (`cleanup`, `cleanup.client`); `whose` says
+    /// which client's they are ("" for the defaults).
+    fn over(&self, base: &Limits, section: &str, whose: &str) -> Result<Limits, ConfigError> {
+        let switch = |text: &Option<String>, base, name| match text.as_deref().map(str::trim) {
+            None => Ok(base),
+            Some("" | "off") => Ok(None),
+            Some(t) => humantime_serde::re::humantime::parse_duration(t)
+                .map(Some)
+                .map_err(|e| {
+                    let problem = format!("{whose}{t:?} is not a duration or \"off\": {e}");
+                    invalid(format!("{section}.{name}"), problem)
+                }),
+        };
         Ok(Limits {
-            idle_timeout: switch(&self.idle_timeout, base.idle_timeout, keys[0])?,
-            max_session_age: switch(&self.max_session_age, base.max_session_age, keys[1])?,
-            needs_reauth_grace: switch(&self.needs_reauth_grace, base.needs_reauth_grace, keys[2])?,
+            idle_timeout: switch(&self.idle_timeout, base.idle_timeout, "idle_timeout")?,
+            max_session_age: switch(
+                &self.max_session_age,
+                base.max_session_age,
+                "max_session_age",
+            )?,
+            needs_reauth_grace: switch(
+                &self.needs_reauth_grace,
+                base.needs_reauth_grace,
+                "needs_reauth_grace",
+            )?,
             expired_unrefreshable_grace: switch(
                 &self.expired_unrefreshable_grace,
                 base.expired_unrefreshable_grace,
-                keys[3],
+                "expired_unrefreshable_grace",
             )?,
         })
-    }
-}
-
-fn switch(
-    text: &Option<String>,
-    base: Option<Duration>,
-    key: &'static str,
-    whose: &str,
-) -> Result<Option<Duration>, ConfigError> {
-    match text.as_deref().map(str::trim) {
-        None => Ok(base),
-        Some("" | "off") => Ok(None),
-        Some(t) => humantime_serde::re::humantime::parse_duration(t)
-            .map(Some)
-            .map_err(|e| {
-                invalid(
-                    key,
-                    format!("{whose}{t:?} is not a duration or \"off\": {e}"),
-                )
-            }),
     }
 }
 
@@ -104,13 +83,13 @@ pub(super) fn validate_cleanup(raw: RawCleanup) -> Result<CleanupConfig, ConfigE
         needs_reauth_grace: DEFAULT_NEEDS_REAUTH_GRACE,
         expired_unrefreshable_grace: DEFAULT_EXPIRED_UNREFRESHABLE_GRACE,
     };
-    let default = raw.limits.over(&builtin, TOP_KEYS, "")?;
+    let default = raw.limits.over(&builtin, "cleanup", "")?;
     let mut per_client = std::collections::BTreeMap::new();
     for c in raw.client {
         if per_client
             .insert(c.client_id.clone(), {
                 let whose = format!("for client_id {:?}, ", c.client_id);
-                c.limits.over(&default, CLIENT_KEYS, &whose)?
+                c.limits.over(&default, "cleanup.client", &whose)?
             })
             .is_some()
         {
