@@ -40,7 +40,7 @@ pub fn serve(
     let reload_from = file.or_else(|| config.source.clone());
     let set_log_level = super::logging::init(&config.log, &env);
     let listener = notify::inherited_listener(&env)?;
-    let result = actix_rt::System::new().block_on(async move {
+    actix_rt::System::new().block_on(async move {
         let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
         let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
@@ -66,12 +66,10 @@ pub fn serve(
             reloads: Some(reload_requests),
             set_log_level: Some(set_log_level),
         };
+        // Not logged as well: `main` prints it as the last line on stderr, which the
+        // journal keeps too, and once is enough for a person reading either.
         tokend::run_hosted(config, Clock::system(), host, shutdown)
             .await
-            .context("tokend stopped on an error")
-    });
-    if let Err(e) = &result {
-        tracing::error!("{e:#}");
-    }
-    result
+            .context("the daemon stopped")
+    })
 }

@@ -216,6 +216,25 @@ fn a_second_daemon_on_a_live_socket_exits_non_zero_naming_the_socket() {
 }
 
 #[test]
+fn a_daemon_that_cannot_start_says_why_once() {
+    // At the default level, as a person starting it by hand would see it.
+    let daemon = Daemon::prepare(crate::helpers::QUIET, &[("RUST_LOG", "info")]);
+    // A database "directory" that is a file: the daemon cannot create it.
+    let file = daemon.dir().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let db = file.join("tokens.db");
+    let (status, stderr) = run_to_exit(daemon.command_with_db(&db), &daemon.dir().join("e.log"));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let named = file.display().to_string();
+    assert_eq!(
+        stderr.matches(&named).count(),
+        1,
+        "said more than once:\n{stderr}"
+    );
+    assert!(stderr.starts_with("tokend: "), "{stderr}");
+}
+
+#[test]
 fn the_socket_is_0600_in_a_0700_directory_the_daemon_creates() {
     let daemon = Daemon::start();
     let dir = daemon.socket().parent().unwrap().to_owned();
