@@ -79,6 +79,10 @@ pub struct RateBudget {
     spent: HashMap<i64, VecDeque<i64>>,
     /// No refresh at all before this time: what was spent before this run is unknown.
     closed_until: i64,
+    /// Refresh tokens the provider is throttling, by key, and until when to leave them
+    /// alone. Zoho blocks the refresh token, not one of our rows: every row holding it
+    /// must wait, or asking through another re-arms the block.
+    blocked: HashMap<i64, i64>,
 }
 
 impl RateBudget {
@@ -92,11 +96,12 @@ impl RateBudget {
         if now < self.closed_until {
             return Err(self.closed_until);
         }
+        let key = RateBudget::key(refresh_token);
+        if let Some(&until) = self.blocked.get(&key).filter(|&&until| now < until) {
+            return Err(until);
+        }
         let window = cfg.budget_window.as_millis() as i64;
-        let times = self
-            .spent
-            .entry(RateBudget::key(refresh_token))
-            .or_default();
+        let times = self.spent.entry(key).or_default();
         // A time ahead of `now` (the clock was stepped back) counts as now: it must
         // neither stay in the window forever nor hide the older ones behind it.
         for t in times.iter_mut() {
@@ -133,11 +138,18 @@ impl RateBudget {
         self.closed_until = until;
     }
 
-    /// Forgets refreshes older than the window, so the map does not grow forever.
+    /// Refuses every refresh of `refresh_token` until `until`: the provider throttled it.
+    pub fn block(&mut self, refresh_token: &str, until: i64) {
+        self.blocked.insert(RateBudget::key(refresh_token), until);
+    }
+
+    /// Forgets refreshes older than the window and throttles that have ended, so the
+    /// maps do not grow forever.
     pub fn prune(&mut self, now: i64, cfg: &RefreshConfig) {
         let horizon = now - cfg.budget_window.as_millis() as i64;
         self.spent
             .retain(|_, times| times.back().is_some_and(|&t| t > horizon));
+        self.blocked.retain(|_, &mut until| until > now);
     }
 }
 

@@ -263,6 +263,9 @@ fn failed(
             let retry_at =
                 now + throttle_wait(token.meta.throttles, &deps.cfg()).as_millis() as i64;
             tracing::warn!(token_id = %id.escape_debug(), retry_at, "the provider is throttling refreshes of this token");
+            if let Some(refresh_token) = &token.token.refresh_token {
+                deps.budget.borrow_mut().block(refresh_token, retry_at);
+            }
             (Some(retry_at), RefreshError::Throttled { retry_at })
         }
         other => {

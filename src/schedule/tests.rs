@@ -118,6 +118,20 @@ fn a_refund_gives_back_the_last_spend_and_a_closed_budget_refuses_until_it_opens
 }
 
 #[test]
+fn a_blocked_refresh_token_is_refused_until_its_block_ends_and_others_are_not() {
+    let c = cfg();
+    let mut b = RateBudget::default();
+    b.block("r1", 5_000);
+    assert_eq!(b.take("r1", 4_999, &c), Err(5_000));
+    assert_eq!(b.take("r2", 4_999, &c), Ok(()));
+    b.prune(4_999, &c);
+    assert_eq!(b.take("r1", 4_999, &c), Err(5_000), "pruned while in force");
+    b.prune(5_000, &c);
+    assert!(b.blocked.is_empty(), "an ended block is kept");
+    assert_eq!(b.take("r1", 5_000, &c), Ok(()));
+}
+
+#[test]
 fn deadlines_pop_in_order_and_moves_and_cancels_take_effect() {
     let mut d = Deadlines::default();
     d.set("a", 30);

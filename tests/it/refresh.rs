@@ -233,6 +233,32 @@ fn the_provider_throttle_pauses_refreshes_and_callers_learn_when_to_retry() {
 }
 
 #[test]
+fn a_throttle_pauses_every_token_holding_that_refresh_token() {
+    // Zoho throttles the refresh token, not our row: another row holding the same one
+    // (the same grant saved under a second user name) asking during the block re-arms it.
+    let zoho = FakeZoho::throttling();
+    let d = InProcess::start(&zoho.url, |c| c.refresh.enabled = false);
+    let mut c = d.client();
+    let mut shared = |user: &str| {
+        let mut t = refreshable(user, T0 - 1);
+        t["refresh_token"] = json!("SECRET-rt-shared");
+        id_of(&c.save(t))
+    };
+    let (a, b) = (shared("a"), shared("b"));
+    assert_ne!(a, b);
+    let reply = c.request(json!({"op": "refresh", "token_id": a}));
+    assert_eq!(reply["error"]["retry_at"], T0 + 15 * MINUTE, "{reply}");
+    advance_to(&d, T0 + 5 * MINUTE);
+    let other = c.request(json!({"op": "access_token", "token_id": b}));
+    assert_eq!(other["error"]["code"], "throttled", "{other}");
+    assert_eq!(other["error"]["retry_at"], T0 + 15 * MINUTE, "{other}");
+    assert_eq!(zoho.count(), 1, "asked the provider during its block");
+    advance_to(&d, T0 + 15 * MINUTE);
+    c.request(json!({"op": "access_token", "token_id": b}));
+    assert_eq!(zoho.count(), 2, "asked again once the wait is over");
+}
+
+#[test]
 fn each_throttle_in_a_row_doubles_the_wait_up_to_four_times() {
     // Zoho's block lifts only after 15-30 quiet minutes and every request re-arms it: at
     // a fixed 15 minutes, a 30-minute block would never be seen lifted.
