@@ -179,6 +179,21 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The provider's throttles still in force at `now`, as rows recorded them: (refresh
+    /// token hash, end of the wait, throttles in a row). Found through the
+    /// `next_refresh_at` index, which holds only rows whose last refresh failed.
+    pub fn throttled_after(&self, now: i64) -> Result<Vec<(i64, i64, u32)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT refresh_token, next_refresh_at, throttles FROM tokens \
+             WHERE next_refresh_at > ?1 AND throttles > 0 AND refresh_token IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([now], |r| {
+            let refresh_token: String = r.get(0)?;
+            Ok((access_hash(&refresh_token), r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn count(&self) -> Result<u64, StoreError> {
         let mut stmt = self.conn.prepare_cached("SELECT count(*) FROM tokens")?;
         Ok(stmt.query_row([], |r| r.get(0))?)

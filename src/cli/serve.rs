@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use tokend::clock::Clock;
-use tokend::config::ConfigError;
+use tokend::config::{ConfigError, LogFormat};
 use tokend::notify::{self, Notifier};
 use tokend::service::Host;
 use tokend::Config;
@@ -39,8 +39,9 @@ pub fn serve(
     // instead of applying the built-in defaults (say, cleanup.dry_run = false).
     let reload_from = file.or_else(|| config.source.clone());
     let set_log_level = super::logging::init(&config.log, &env);
+    let json_log = config.log.format == LogFormat::Json;
     let listener = notify::inherited_listener(&env)?;
-    actix_rt::System::new().block_on(async move {
+    let result = actix_rt::System::new().block_on(async move {
         let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
         let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
@@ -66,10 +67,13 @@ pub fn serve(
             reloads: Some(reload_requests),
             set_log_level: Some(set_log_level),
         };
-        // Not logged as well: `main` prints it as the last line on stderr, which the
-        // journal keeps too, and once is enough for a person reading either.
-        tokend::run_hosted(config, Clock::system(), host, shutdown)
-            .await
-            .context("the daemon stopped")
-    })
+        Ok(tokend::run_hosted(config, Clock::system(), host, shutdown).await?)
+    });
+    // `main` prints the error as the last line on stderr, which the journal keeps too:
+    // once is enough for a person. A JSON log is read by programs, which need it as a
+    // record of their own.
+    if let (Err(e), true) = (&result, json_log) {
+        tracing::error!("{e:#}");
+    }
+    result
 }

@@ -4,9 +4,7 @@
 
 use std::future::Future;
 use std::rc::Rc;
-use std::time::Duration;
 
-use crate::config::RefreshConfig;
 use crate::db::RefreshUpdate;
 use crate::error::StoreError;
 use crate::model::{StoredToken, TokenState};
@@ -126,12 +124,13 @@ pub(super) async fn run(
         );
     };
     let now = deps.clock.now_ms();
-    if let Err(retry_at) = deps
+    if let Err(refused) = deps
         .budget
         .borrow_mut()
         .take(refresh_token, now, &deps.cfg())
     {
-        tracing::warn!(token_id = %id.escape_debug(), retry_at, "refresh budget spent; not asking the provider until then");
+        let retry_at = refused.until;
+        tracing::warn!(token_id = %id.escape_debug(), retry_at, "not asking the provider until then: {}", refused.why);
         return (
             Err(RefreshError::Throttled { retry_at }),
             Latest::RetryAt(retry_at),
@@ -156,6 +155,9 @@ pub(super) async fn run(
     };
     let response = deps.oauth().refresh(&request).await;
     let now = deps.clock.now_ms();
+    if !matches!(response, Err(OAuthError::Throttled)) {
+        deps.budget.borrow_mut().answered(refresh_token);
+    }
     let counter = if response.is_ok() {
         &deps.refreshed
     } else {
@@ -174,7 +176,7 @@ pub(super) async fn run(
             };
             (update, None)
         }
-        Err(e) => failed(&deps, &id, &token, e, now),
+        Err(e) => failed(&deps, &id, &token, refresh_token, e, now),
     };
     record(&deps, id, token, update, error).await
 }
@@ -244,10 +246,13 @@ fn failed(
     deps: &Deps,
     id: &str,
     token: &StoredToken,
+    refresh_token: &str,
     e: OAuthError,
     now: i64,
 ) -> (RefreshUpdate, Option<RefreshError>) {
     let failures = token.meta.failures.saturating_add(1);
+    // A failure of another kind ends a run of throttles.
+    let mut throttles = 0;
     let (next, error) = match &e {
         OAuthError::Permanent { code } => {
             tracing::warn!(token_id = %id.escape_debug(), error = %code, user_name = %token.token.user_name.as_deref().unwrap_or("").escape_debug(),
@@ -260,12 +265,15 @@ fn failed(
             )
         }
         OAuthError::Throttled => {
-            let retry_at =
-                now + throttle_wait(token.meta.throttles, &deps.cfg()).as_millis() as i64;
-            tracing::warn!(token_id = %id.escape_debug(), retry_at, "the provider is throttling refreshes of this token");
-            if let Some(refresh_token) = &token.token.refresh_token {
-                deps.budget.borrow_mut().block(refresh_token, retry_at);
-            }
+            // Every row holding the refresh token waits (`RateBudget::throttled`).
+            let (retry_at, in_a_row) = deps.budget.borrow_mut().throttled(
+                refresh_token,
+                token.meta.throttles,
+                now,
+                &deps.cfg(),
+            );
+            throttles = in_a_row;
+            tracing::warn!(token_id = %id.escape_debug(), retry_at, throttles, "the provider is throttling refreshes of this token");
             (Some(retry_at), RefreshError::Throttled { retry_at })
         }
         other => {
@@ -278,10 +286,6 @@ fn failed(
             (Some(retry_at), error)
         }
     };
-    let throttles = match e {
-        OAuthError::Throttled => token.meta.throttles.saturating_add(1),
-        _ => 0,
-    };
     let update = RefreshUpdate::Failed {
         failures,
         throttles,
@@ -290,15 +294,6 @@ fn failed(
         needs_reauth: next.is_none(),
     };
     (update, Some(error))
-}
-
-/// How long to leave the provider alone after its throttle, the `before`-th in a row
-/// before this one. Zoho lifts its block only after 15-30 quiet minutes, and a request
-/// during it re-arms it (ZOHO.md): a fixed wait shorter than the block would never see
-/// it lifted. So each throttle in a row doubles the wait, from `throttle_wait` up to
-/// four times that.
-fn throttle_wait(before: u32, cfg: &RefreshConfig) -> Duration {
-    cfg.throttle_wait.saturating_mul(1 << before.min(2))
 }
 
 /// Awaits a store reply; a mailbox error means the store has stopped.

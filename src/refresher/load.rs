@@ -1,6 +1,6 @@
-//! Loading at start: the rate budget's spending in the window, then the schedule, a
-//! page of tokens at a time, letting clients in between pages, and retrying a page the
-//! store could not read.
+//! Loading at start: the rate budget's spending in the window and the provider's
+//! throttles in force, then the schedule, a page of tokens at a time, letting clients in
+//! between pages, and retrying a page the store could not read.
 
 use actix::prelude::*;
 
@@ -14,23 +14,34 @@ use crate::store;
 const LOAD_PAGE: u32 = 1_000;
 
 impl RefresherActor {
-    /// Reads back the rate budget's spending in the current window, before any refresh
-    /// can start (`ctx.wait`): Zoho still counts what an earlier run asked of it.
+    /// Reads back the rate budget's spending in the current window and the throttles in
+    /// force, before any refresh can start (`ctx.wait`): Zoho still counts what an
+    /// earlier run asked of it, and still blocks what it throttled.
     pub(super) fn load_spent(&mut self, ctx: &mut Context<Self>) {
         let now = self.deps.clock.now_ms();
         let window = self.deps.cfg().budget_window.as_millis() as i64;
-        let spent = self.deps.store.send(store::SpentSince(now - window));
-        ctx.wait(spent.into_actor(self).map(move |spent, act, _| {
+        let store = self.deps.store.clone();
+        let read = async move {
+            let spent = store.send(store::SpentSince(now - window)).await;
+            let throttled = store.send(store::ThrottledAfter(now)).await;
+            (spent, throttled)
+        };
+        ctx.wait(read.into_actor(self).map(move |(spent, throttled), act, _| {
             let mut budget = act.deps.budget.borrow_mut();
-            match spent {
+            match (spent, throttled) {
                 // A time ahead of now is brought back to it by `RateBudget::take`.
-                Ok(Ok(rows)) => rows.into_iter().for_each(|(key, at)| budget.record(key, at)),
-                Ok(Err(e)) => {
+                (Ok(Ok(spent)), Ok(Ok(throttled))) => {
+                    spent.into_iter().for_each(|(key, at)| budget.record(key, at));
+                    for (key, until, count) in throttled {
+                        budget.record_throttle(key, until, count);
+                    }
+                }
+                (Ok(Err(e)), _) | (_, Ok(Err(e))) => {
                     tracing::error!(error = %e, until = now + window,
                         "cannot read the refreshes already spent; no refresh until the budget window has passed");
                     budget.close_until(now + window);
                 }
-                Err(_) => {}
+                (Err(_), _) | (_, Err(_)) => {}
             }
         }));
     }

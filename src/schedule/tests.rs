@@ -1,3 +1,5 @@
+use std::collections::HashMap;
+
 use super::*;
 use crate::config::Config;
 
@@ -62,73 +64,6 @@ fn backoff_doubles_from_ten_seconds_within_half_either_way_and_is_capped() {
     assert_eq!(backoff(3, &c, 1.0), Duration::from_secs(60), "+50%");
     assert_eq!(backoff(40, &c, 1.0), c.backoff_max);
     assert_eq!(backoff(u32::MAX, &c, 0.5), c.backoff_max);
-}
-
-#[test]
-fn the_budget_allows_ten_per_window_per_refresh_token() {
-    let c = cfg();
-    let mut b = RateBudget::default();
-    for i in 0..10 {
-        assert_eq!(b.take("r1", i * 1000, &c), Ok(()));
-    }
-    let window = c.budget_window.as_millis() as i64;
-    assert_eq!(
-        b.take("r1", 20_000, &c),
-        Err(window),
-        "the oldest leaves the window at 0 + window"
-    );
-    assert_eq!(
-        b.take("r2", 20_000, &c),
-        Ok(()),
-        "another refresh token has its own budget"
-    );
-    assert_eq!(b.take("r1", window, &c), Ok(()));
-    b.prune(10 * window, &c);
-    assert!(b.spent.is_empty());
-}
-
-#[test]
-fn a_spend_dated_ahead_of_the_clock_counts_as_now_and_leaves_the_window() {
-    let c = cfg();
-    let mut b = RateBudget::default();
-    let hour = 3_600_000;
-    // Read back from a run whose clock was a day ahead.
-    b.record(RateBudget::key("r1"), 24 * hour);
-    for i in 0..12 {
-        assert_eq!(b.take("r1", i * hour, &c), Ok(()), "hourly refresh {i}");
-    }
-}
-
-#[test]
-fn a_refund_gives_back_the_last_spend_and_a_closed_budget_refuses_until_it_opens() {
-    let c = cfg();
-    let mut b = RateBudget::default();
-    for i in 0..10 {
-        assert_eq!(b.take("r1", i, &c), Ok(()));
-        b.refund("r1", i);
-    }
-    assert_eq!(
-        b.take("r1", 10, &c),
-        Ok(()),
-        "the refunded ones count for nothing"
-    );
-    b.close_until(5_000);
-    assert_eq!(b.take("r2", 4_999, &c), Err(5_000));
-    assert_eq!(b.take("r2", 5_000, &c), Ok(()));
-}
-
-#[test]
-fn a_blocked_refresh_token_is_refused_until_its_block_ends_and_others_are_not() {
-    let c = cfg();
-    let mut b = RateBudget::default();
-    b.block("r1", 5_000);
-    assert_eq!(b.take("r1", 4_999, &c), Err(5_000));
-    assert_eq!(b.take("r2", 4_999, &c), Ok(()));
-    b.prune(4_999, &c);
-    assert_eq!(b.take("r1", 4_999, &c), Err(5_000), "pruned while in force");
-    b.prune(5_000, &c);
-    assert!(b.blocked.is_empty(), "an ended block is kept");
-    assert_eq!(b.take("r1", 5_000, &c), Ok(()));
 }
 
 #[test]

@@ -215,23 +215,38 @@ fn a_second_daemon_on_a_live_socket_exits_non_zero_naming_the_socket() {
     assert_eq!(daemon.client().snapshot(), before);
 }
 
-#[test]
-fn a_daemon_that_cannot_start_says_why_once() {
+/// Runs a daemon whose database directory is a file, so it cannot start; returns its
+/// stderr and the path it must name.
+fn cannot_start(config: &str) -> (String, String) {
     // At the default level, as a person starting it by hand would see it.
-    let daemon = Daemon::prepare(crate::helpers::QUIET, &[("RUST_LOG", "info")]);
-    // A database "directory" that is a file: the daemon cannot create it.
+    let daemon = Daemon::prepare(config, &[("RUST_LOG", "info")]);
     let file = daemon.dir().join("a-file");
     std::fs::write(&file, "").unwrap();
     let db = file.join("tokens.db");
     let (status, stderr) = run_to_exit(daemon.command_with_db(&db), &daemon.dir().join("e.log"));
     assert_eq!(status.code(), Some(1), "{stderr}");
-    let named = file.display().to_string();
+    (stderr, file.display().to_string())
+}
+
+#[test]
+fn a_daemon_that_cannot_start_says_why_once() {
+    let (stderr, named) = cannot_start(crate::helpers::QUIET);
     assert_eq!(
         stderr.matches(&named).count(),
         1,
         "said more than once:\n{stderr}"
     );
     assert!(stderr.starts_with("tokend: "), "{stderr}");
+    // A JSON log is read by programs: they get it as a record too.
+    let json = format!("[log]\nformat = \"json\"\n{}", crate::helpers::QUIET);
+    let (stderr, named) = cannot_start(&json);
+    let record = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|r| r["level"] == "ERROR")
+        .unwrap_or_else(|| panic!("no JSON error record:\n{stderr}"));
+    let message = record["fields"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&named), "{record}");
 }
 
 #[test]

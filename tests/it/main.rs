@@ -24,3 +24,4 @@ mod reload;
 mod robustness;
 mod secrets;
 mod service;
+mod throttle;
