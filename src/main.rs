@@ -20,11 +20,16 @@ fn main() -> ExitCode {
     match cli::run(args, env) {
         Ok(out) => {
             // A closed pipe (`tokend tokens list | head`) is not a failure.
-            let _ = std::io::stdout().write_all(out.unwrap_or_default().as_bytes());
+            let out = out.unwrap_or_default();
+            let _ = std::io::stdout().write_all(cli::output::printable(&out, true).as_bytes());
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("tokend: {e:#}");
+            // Errors can quote what a client stored, or the command line.
+            eprintln!(
+                "tokend: {}",
+                cli::output::printable(&format!("{e:#}"), true)
+            );
             ExitCode::from(cli::exit_code(&e))
         }
     }

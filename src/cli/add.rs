@@ -21,7 +21,7 @@ use tokend::oauth::{CodeRequest, OAuthClient};
 use tokend::Config;
 
 use super::answer;
-use super::output::{json, masked_token, when};
+use super::output::{json, masked_token, printable, text, when};
 
 #[derive(Args)]
 pub struct AddArgs {
@@ -131,8 +131,10 @@ pub fn add(socket: &Path, config: &Config, args: AddArgs, as_json: bool) -> anyh
     } else {
         format!(
             "stored token {} for {}: the access token expires {}\n",
-            stored["id"].as_str().unwrap_or("?"),
-            stored["user_name"].as_str().unwrap_or("(no user name)"),
+            text(&stored["id"]),
+            stored["user_name"]
+                .as_str()
+                .map_or("(no user name)".into(), |u| printable(u, false)),
             when(&stored["expiry_time"]),
         )
     })

@@ -10,7 +10,7 @@ mod add;
 mod config_check;
 mod logging;
 mod migrate;
-mod output;
+pub mod output;
 mod serve;
 mod status;
 mod tokens;

@@ -1,5 +1,6 @@
 //! Formatting for people: masked secrets, times, and plain-text tables.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,13 +15,34 @@ pub const SECRET_FIELDS: [&str; 4] = [
     "grant_token",
 ];
 
+/// `s` with its control characters written out as JSON writes them (`\u001b`), so that
+/// a value any client of the socket stored cannot drive the terminal it is shown on:
+/// clear it, retitle it, or forge a row with a newline. `lines`: keep newlines, for a
+/// whole output whose own lines they are. Inside a JSON string the result means what
+/// the original did, so `--json` output stays valid JSON.
+pub fn printable(s: &str, lines: bool) -> Cow<'_, str> {
+    let escape = |c: char| c.is_control() && !(lines && (c == '\n' || c == '\t'));
+    if !s.chars().any(escape) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if escape(c) {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// A secret shown by its start and length, like `1000.ab…(40)`: enough to tell two
 /// tokens apart, never enough to use one. At most 7 characters and at most a quarter of
 /// the secret are shown, so a short secret shows little more than its length.
 pub fn mask(secret: &str) -> String {
     let len = secret.chars().count();
     let shown: String = secret.chars().take((len / 4).min(7)).collect();
-    format!("{shown}…({len})")
+    format!("{}…({len})", printable(&shown, false))
 }
 
 /// A token object with every secret field masked (`None`/null fields stay null).
@@ -82,7 +104,7 @@ pub fn when(v: &Value) -> String {
 /// A JSON string field's text, or `-` for null.
 pub fn text(v: &Value) -> String {
     match v {
-        Value::String(s) => s.clone(),
+        Value::String(s) => printable(s, false).into_owned(),
         Value::Null => "-".to_owned(),
         other => other.to_string(),
     }
@@ -121,6 +143,19 @@ pub fn json(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_written_out_and_newlines_kept_only_between_lines() {
+        assert_eq!(
+            printable("a\u{1b}[2J\u{9b}\r\nb\tc", true),
+            "a\\u001b[2J\\u009b\\u000d\nb\tc"
+        );
+        assert_eq!(printable("a\nb\t", false), "a\\u000ab\\u0009");
+        assert!(matches!(
+            printable("plain, ünïcode", false),
+            Cow::Borrowed(_)
+        ));
+    }
 
     #[test]
     fn masks_show_a_bounded_prefix_and_the_length() {

@@ -97,6 +97,35 @@ fn status_reports_counts_as_text_and_json() {
 }
 
 #[test]
+fn control_characters_a_client_stored_reach_the_terminal_escaped() {
+    // Any client of the socket can store a user_name that would clear the admin's
+    // terminal, retitle it, or forge a row of the table.
+    let daemon = Daemon::start();
+    let hostile = "evil\u{1b}[2J\u{1b}]0;PWNED\u{7}\r\nfake row\u{9b}31m@x:1";
+    let saved = daemon
+        .client()
+        .save(json!({"user_name": hostile, "client_id": "1000.C", "refresh_token": "1000.r"}));
+    let id = id_of(&saved);
+    let shown = tokend(&daemon, &["token", "show", &id]).ok().stdout;
+    let outputs = [
+        tokend(&daemon, &["tokens", "list"]).ok().stdout,
+        shown.clone(),
+        tokend(&daemon, &["tokens", "list", "--json"]).ok().stdout,
+    ];
+    for out in &outputs {
+        let raw: Vec<char> = out
+            .chars()
+            .filter(|c| c.is_control() && *c != '\n')
+            .collect();
+        assert!(raw.is_empty(), "raw {raw:?} in:\n{out}");
+    }
+    assert!(shown.contains("evil\\u001b[2J"), "escaped visibly: {shown}");
+    // Scripts still get the stored value.
+    let listed: Value = serde_json::from_str(&outputs[2]).unwrap();
+    assert_eq!(listed[0]["user_name"], hostile);
+}
+
+#[test]
 fn tokens_list_and_token_show_mask_secrets_unless_revealed() {
     let daemon = Daemon::start();
     let mut c = daemon.client();
