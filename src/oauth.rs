@@ -118,12 +118,13 @@ pub enum OAuthError {
     /// retry with backoff. `reason` is short and holds no body content.
     #[error("the accounts server request failed: {reason}")]
     Transient { reason: String },
-    /// No accounts server is known for this api_domain (`(none)` when the token has none):
-    /// configure one; retrying cannot help.
-    #[error(
-        "no accounts server is known for api_domain {api_domain:?}; configure an accounts URL"
-    )]
-    NoAccountsServer { api_domain: String },
+    /// No accounts server is known for this api_domain, or the token has none: configure
+    /// one, or save the token's api_domain; retrying cannot help.
+    #[error("{}", match api_domain {
+        Some(d) => format!("no accounts server is known for api_domain {d:?}: set refresh.accounts_url, or refresh.accounts for this api_domain"),
+        None => "the token has no api_domain, so its accounts server is unknown: save it with its api_domain (the SDK's TokendStore saves the SDK environment's), or set refresh.accounts_url".to_owned(),
+    })]
+    NoAccountsServer { api_domain: Option<String> },
     /// The client could not be built (TLS initialisation, an invalid accounts URL): the
     /// daemon cannot refresh with this configuration.
     #[error("cannot set up the accounts server client: {reason}")]

@@ -37,7 +37,12 @@ pub(super) fn save(
             // The same ones saved again do not: that would cut a throttle short. A new
             // client id or secret counts: the provider refuses a wrong one as it does a
             // dead refresh token (`invalid_client_secret` marks needs_reauth too).
-            if !stored.token.same_credentials(&before.token) {
+            // A new api_domain sends the next refresh to another accounts server, so the
+            // failures at the old one (none known, the wrong data centre) say nothing of
+            // it; but a throttle is the refresh token's, wherever it is sent.
+            let new_server =
+                stored.token.api_domain != before.token.api_domain && before.meta.throttles == 0;
+            if !stored.token.same_credentials(&before.token) || new_server {
                 stored.meta.state = TokenState::Active;
                 stored.meta.failures = 0;
                 stored.meta.last_error = None;

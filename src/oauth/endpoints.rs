@@ -66,7 +66,7 @@ impl Resolver {
             .or_else(|| api_domain.and_then(data_centre).map(str::to_owned))
             .or_else(|| self.fallback.clone())
             .ok_or_else(|| OAuthError::NoAccountsServer {
-                api_domain: api_domain.unwrap_or("(none)").to_owned(),
+                api_domain: api_domain.map(str::to_owned),
             })
     }
 }

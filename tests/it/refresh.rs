@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::fake_zoho::{grant, FakeZoho};
+use crate::fake_zoho::{grant, throttled, FakeZoho};
 use crate::helpers::{id_of, Client};
 use crate::inproc::{eventually, InProcess, HOUR, MINUTE, T0};
 
@@ -168,6 +168,44 @@ fn a_corrected_client_secret_brings_back_a_token_the_old_one_had_marked_needs_re
     assert_eq!(meta(&mut c, &id)["state"], "active");
     let served = c.ok(json!({"op": "access_token", "token_id": id}));
     assert_eq!(served["access_token"], "SECRET-new-2");
+}
+
+#[test]
+fn a_new_api_domain_ends_a_failure_state_but_not_a_throttle() {
+    // A token saved without an api_domain (from the SDK's older CSV) has no accounts
+    // server; the SDK store then saves its environment's: that deserves a try at once.
+    let zoho = FakeZoho::start(|_, _, n| match n {
+        2 => throttled(),
+        _ => grant(&format!("SECRET-new-{n}"), None),
+    });
+    let d = InProcess::start(&zoho.url, |c| {
+        c.refresh.enabled = false;
+        c.refresh.endpoints.accounts_url = None;
+        let url = zoho.url.clone();
+        let granted = "http://127.0.0.1:1".to_owned();
+        c.refresh.endpoints.per_domain = [(url.clone(), url.clone()), (granted, url)].into();
+    });
+    let mut c = d.client();
+    let mut t = refreshable("u", T0 - 1);
+    t["api_domain"] = Value::Null;
+    let id = id_of(&c.save(t));
+    let reply = c.request(json!({"op": "access_token", "token_id": id}));
+    assert_eq!(
+        reply["error"]["provider_error"], "no_accounts_server",
+        "{reply}"
+    );
+    c.save(json!({"id": id, "api_domain": zoho.url}));
+    assert!(meta(&mut c, &id)["next_refresh_at"].is_null());
+    c.ok(json!({"op": "access_token", "token_id": id}));
+    assert_eq!(zoho.count(), 1);
+    // A throttle is the refresh token's, wherever the request goes.
+    // (The grant moved the token to the api_domain it named, http://127.0.0.1:1.)
+    let r = c.request(json!({"op": "refresh", "token_id": id}));
+    assert_eq!(r["error"]["code"], "throttled", "{r}");
+    c.save(json!({"id": id, "api_domain": zoho.url}));
+    let r = c.request(json!({"op": "refresh", "token_id": id}));
+    assert_eq!(r["error"]["code"], "throttled", "{r}");
+    assert_eq!(zoho.count(), 2);
 }
 
 #[test]

@@ -88,10 +88,12 @@ class Daemon:
 
 
 @contextlib.contextmanager
-def serve(env=None):
-    """A started Daemon; stopped with SIGTERM after, which must end it with status 0."""
+def serve(env=None, config=""):
+    """A started Daemon with `config` as its configuration file; stopped with SIGTERM
+    after, which must end it with status 0."""
     d = Daemon(env)
     try:
+        d.config.write_text(config)
         d.start()
         yield d
         status = d.stop()

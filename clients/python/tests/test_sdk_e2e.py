@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from fake_zoho import USER_NAME
+from daemon import serve
+from fake_zoho import CLIENT_ID, CLIENT_SECRET, USER_NAME
 from sdk import run_sdk
 
 @pytest.fixture
@@ -102,3 +103,22 @@ def test_eight_sdk_processes_across_expiry_cause_exactly_one_refresh(daemon, zoh
     with daemon.client() as c:
         after = c.request("find_token_by_id", token_id=stored["id"])["token"]
     assert after["access_token"] != old_access and int(after["expiry_time"]) > expiry * 1000
+
+
+def test_a_token_stored_without_api_domain_is_refreshed_where_the_sdk_environment_says(zoho, tmp_path):
+    # Tokens from the SDK's older CSV have no api_domain; the SDK fills it in from its
+    # environment, and so must the store, or the daemon cannot tell where to refresh.
+    # No fallback accounts URL here: only the loopback api_domain maps to one.
+    config = f'[refresh]\naccounts = [{{ api_domain = "{zoho.url}", url = "{zoho.url}" }}]\n'
+    with serve(config=config) as daemon:
+        with daemon.client() as c:
+            token = {"user_name": USER_NAME, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                     **zoho.authorised_user(), "expiry_time": "1000"}
+            stored = c.request("save_token", token=token)["token"]
+        [report] = run_sdk(daemon, zoho, tmp_path, {"id": stored["id"]})
+        assert report["statuses"] == [200]
+        with daemon.client() as c:
+            after = c.request("find_token_by_id", token_id=stored["id"])["token"]
+        assert after["api_domain"] == zoho.url
+        assert after["access_token"] != stored["access_token"]
+        assert len(zoho.refreshes()) == 1

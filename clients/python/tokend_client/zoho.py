@@ -30,6 +30,7 @@ import time
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken
 from zohocrmsdk.src.com.zoho.api.authenticator.store.token_store import TokenStore
 from zohocrmsdk.src.com.zoho.crm.api.exception.sdk_exception import SDKException
+from zohocrmsdk.src.com.zoho.crm.api.initializer import Initializer
 from zohocrmsdk.src.com.zoho.crm.api.user_signature import UserSignature
 from zohocrmsdk.src.com.zoho.crm.api.util.constants import Constants
 
@@ -112,6 +113,13 @@ class TokendStore(TokenStore):
         now_ms = int(time.time() * 1000)
         if not needs_renewal(stored, now_ms):
             return stored
+        api_domain = sdk_api_domain()
+        if not stored.get("api_domain") and api_domain:
+            # A token from the SDK's older CSV has none. The SDK would use its
+            # environment's (`OAuthToken.get_token`); the daemon needs it stored to know
+            # where to refresh.
+            patch = {"id": stored["id"], "api_domain": api_domain}
+            stored = self._call("save_token", token=patch)["token"]
         try:
             fresh = self.client.request("access_token", token_id=stored["id"])
         except TokendError as e:
@@ -132,6 +140,14 @@ class TokendStore(TokenStore):
             # The daemon's messages never hold token values; neither does the request
             # description here, so the exception is safe to log.
             raise SDKException(Constants.TOKEN_STORE, f"tokend {op} failed: {e}") from e
+
+
+def sdk_api_domain():
+    """The initialised SDK's API domain (its environment's URL), or None before
+    `Initializer.initialize`."""
+    initializer = Initializer.get_initializer()
+    environment = getattr(initializer, "environment", None)
+    return getattr(environment, "url", None)
 
 
 def needs_renewal(wire, now_ms):
