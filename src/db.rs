@@ -28,6 +28,11 @@ const COLUMNS: &str = "id, user_name, client_id, client_secret, refresh_token, a
      last_used_at, state, failures, last_error, next_refresh_at, version, expiry_set_at, \
      throttles";
 
+/// Rows the provider throttled, through schema v8's small index of them.
+pub(super) const THROTTLED: &str =
+    "SELECT refresh_token, coalesce(next_refresh_at, 0), throttles FROM tokens \
+     WHERE throttles > 0 AND refresh_token IS NOT NULL";
+
 /// The open database. Not `Sync`: it lives on the store actor's thread.
 pub struct Db {
     conn: Connection,
@@ -179,15 +184,12 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The provider's throttles still in force at `now`, as rows recorded them: (refresh
-    /// token hash, end of the wait, throttles in a row). Found through the
-    /// `next_refresh_at` index, which holds only rows whose last refresh failed.
-    pub fn throttled_after(&self, now: i64) -> Result<Vec<(i64, i64, u32)>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT refresh_token, next_refresh_at, throttles FROM tokens \
-             WHERE next_refresh_at > ?1 AND throttles > 0 AND refresh_token IS NOT NULL",
-        )?;
-        let rows = stmt.query_map([now], |r| {
+    /// The provider's throttles as rows recorded them (`THROTTLED`): (refresh token
+    /// hash, end of the wait, throttles in a row). A wait that has ended still counts:
+    /// nobody has yet found out whether the block lifted.
+    pub fn throttled(&self) -> Result<Vec<(i64, i64, u32)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(THROTTLED)?;
+        let rows = stmt.query_map([], |r| {
             let refresh_token: String = r.get(0)?;
             Ok((access_hash(&refresh_token), r.get(1)?, r.get(2)?))
         })?;

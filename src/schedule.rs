@@ -70,7 +70,7 @@ pub fn backoff(failures: u32, cfg: &RefreshConfig, draw: f64) -> Duration {
 mod budget;
 mod deadlines;
 
-pub use budget::{RateBudget, Refused};
+pub use budget::{longest_throttle_wait, RateBudget, Refused, Ticket};
 pub use deadlines::Deadlines;
 
 #[cfg(test)]

@@ -230,7 +230,7 @@ mod writes;
 
 pub use reads::{
     Count, CountByState, EndedSessions, Find, FindById, FindJsonById, List, SchedulePage,
-    SpentSince, StillEnded, ThrottledAfter,
+    SpentSince, StillEnded, Throttled,
 };
 pub use shared::{Shared, CAPACITY as CACHE_CAPACITY};
 pub use writes::{ApplyRefresh, Delete, DeleteAll, Expire, Save, Spend};

@@ -40,8 +40,8 @@ pub fn serve(
     let reload_from = file.or_else(|| config.source.clone());
     let set_log_level = super::logging::init(&config.log, &env);
     let json_log = config.log.format == LogFormat::Json;
-    let listener = notify::inherited_listener(&env)?;
     let result = actix_rt::System::new().block_on(async move {
+        let listener = notify::inherited_listener(&env)?;
         let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
         let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;

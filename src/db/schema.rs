@@ -88,6 +88,11 @@ CREATE INDEX refresh_spent_at ON refresh_spent(at);
 ALTER TABLE tokens ADD COLUMN throttles INTEGER NOT NULL DEFAULT 0;
 UPDATE tokens SET throttles = 1 WHERE last_error = 'throttled';
 "#,
+    r#"
+-- v8: the rows whose refresh token the provider throttled, read at start so that every
+-- row holding it waits (`Db::throttled`); few, so the index is small.
+CREATE INDEX tokens_throttled ON tokens(throttles) WHERE throttles > 0;
+"#,
 ];
 
 /// The migration (0-based) after which `fill_access_hashes` runs.

@@ -401,6 +401,11 @@ fn lookups_by_key_use_an_index() {
         ["SEARCH tokens USING INDEX tokens_page_key (page_key>?)"],
         "a schedule page walks the paging index from the cursor, with no sort"
     );
+    assert_eq!(
+        plan(super::THROTTLED, &[]),
+        ["SEARCH tokens USING INDEX tokens_throttled (throttles>?)"],
+        "the throttled rows are read from their own index, not by reading every row"
+    );
 }
 
 #[test]

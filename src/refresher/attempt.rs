@@ -9,7 +9,7 @@ use crate::db::RefreshUpdate;
 use crate::error::StoreError;
 use crate::model::{StoredToken, TokenState};
 use crate::oauth::{OAuthError, RefreshRequest};
-use crate::schedule::{backoff, RateBudget, ScheduleInput};
+use crate::schedule::{backoff, RateBudget, ScheduleInput, Ticket};
 use crate::store;
 
 use super::Deps;
@@ -124,18 +124,21 @@ pub(super) async fn run(
         );
     };
     let now = deps.clock.now_ms();
-    if let Err(refused) = deps
+    let taken = deps
         .budget
         .borrow_mut()
-        .take(refresh_token, now, &deps.cfg())
-    {
-        let retry_at = refused.until;
-        tracing::warn!(token_id = %id.escape_debug(), retry_at, "not asking the provider until then: {}", refused.why);
-        return (
-            Err(RefreshError::Throttled { retry_at }),
-            Latest::RetryAt(retry_at),
-        );
-    }
+        .take(refresh_token, now, &deps.cfg());
+    let ticket = match taken {
+        Ok(ticket) => ticket,
+        Err(refused) => {
+            let retry_at = refused.until;
+            tracing::warn!(token_id = %id.escape_debug(), retry_at, "not asking the provider until then: {}", refused.why);
+            return (
+                Err(RefreshError::Throttled { retry_at }),
+                Latest::RetryAt(retry_at),
+            );
+        }
+    };
     // On disk before the request goes: a restart, or a crash before the answer is
     // recorded, must not give back what Zoho still counts.
     let spend = store::Spend {
@@ -144,7 +147,7 @@ pub(super) async fn run(
         forget_before: now - deps.cfg().budget_window.as_millis() as i64,
     };
     if let Err(e) = ask(deps.store.send(spend)).await {
-        deps.budget.borrow_mut().refund(refresh_token, now);
+        deps.budget.borrow_mut().refund(refresh_token, now, ticket);
         return (Err(e), retry_soon(&deps));
     }
     let request = RefreshRequest {
@@ -155,8 +158,12 @@ pub(super) async fn run(
     };
     let response = deps.oauth().refresh(&request).await;
     let now = deps.clock.now_ms();
-    if !matches!(response, Err(OAuthError::Throttled)) {
-        deps.budget.borrow_mut().answered(refresh_token);
+    match &response {
+        Ok(_) | Err(OAuthError::Permanent { .. }) => {
+            deps.budget.borrow_mut().answered(refresh_token, ticket);
+        }
+        Err(OAuthError::Throttled) => {} // `failed` records it
+        Err(_) => deps.budget.borrow_mut().unanswered(refresh_token, ticket),
     }
     let counter = if response.is_ok() {
         &deps.refreshed
@@ -176,7 +183,7 @@ pub(super) async fn run(
             };
             (update, None)
         }
-        Err(e) => failed(&deps, &id, &token, refresh_token, e, now),
+        Err(e) => failed(&deps, &id, &token, (refresh_token, ticket), e, now),
     };
     record(&deps, id, token, update, error).await
 }
@@ -246,12 +253,13 @@ fn failed(
     deps: &Deps,
     id: &str,
     token: &StoredToken,
-    refresh_token: &str,
+    (refresh_token, ticket): (&str, Ticket),
     e: OAuthError,
     now: i64,
 ) -> (RefreshUpdate, Option<RefreshError>) {
     let failures = token.meta.failures.saturating_add(1);
-    // A failure of another kind ends a run of throttles.
+    // A refusal of the refresh token ends a run of throttles; a failure without an
+    // answer (a 5xx, a timeout) says nothing of Zoho's block, so the run goes on.
     let mut throttles = 0;
     let (next, error) = match &e {
         OAuthError::Permanent { code } => {
@@ -269,6 +277,7 @@ fn failed(
             let (retry_at, in_a_row) = deps.budget.borrow_mut().throttled(
                 refresh_token,
                 token.meta.throttles,
+                ticket,
                 now,
                 &deps.cfg(),
             );
@@ -277,6 +286,7 @@ fn failed(
             (Some(retry_at), RefreshError::Throttled { retry_at })
         }
         other => {
+            throttles = token.meta.throttles;
             let retry_at = now + backoff(failures, &deps.cfg(), fastrand::f64()).as_millis() as i64;
             tracing::warn!(token_id = %id.escape_debug(), error = %other, failures, retry_at, "refresh failed; will retry");
             let error = RefreshError::Failed {

@@ -5,7 +5,7 @@
 use actix::prelude::*;
 
 use super::RefresherActor;
-use crate::schedule::deadline;
+use crate::schedule::{deadline, longest_throttle_wait};
 use crate::store;
 
 /// Page size when loading the schedule at start. Small, because the store shares the
@@ -20,28 +20,37 @@ impl RefresherActor {
     pub(super) fn load_spent(&mut self, ctx: &mut Context<Self>) {
         let now = self.deps.clock.now_ms();
         let window = self.deps.cfg().budget_window.as_millis() as i64;
+        let longest = longest_throttle_wait(&self.deps.cfg()).as_millis() as i64;
         let store = self.deps.store.clone();
         let read = async move {
             let spent = store.send(store::SpentSince(now - window)).await;
-            let throttled = store.send(store::ThrottledAfter(now)).await;
+            let throttled = store.send(store::Throttled).await;
             (spent, throttled)
         };
         ctx.wait(read.into_actor(self).map(move |(spent, throttled), act, _| {
             let mut budget = act.deps.budget.borrow_mut();
-            match (spent, throttled) {
+            match spent {
                 // A time ahead of now is brought back to it by `RateBudget::take`.
-                (Ok(Ok(spent)), Ok(Ok(throttled))) => {
-                    spent.into_iter().for_each(|(key, at)| budget.record(key, at));
-                    for (key, until, count) in throttled {
-                        budget.record_throttle(key, until, count);
-                    }
-                }
-                (Ok(Err(e)), _) | (_, Ok(Err(e))) => {
+                Ok(Ok(rows)) => rows.into_iter().for_each(|(key, at)| budget.record(key, at)),
+                Ok(Err(e)) => {
                     tracing::error!(error = %e, until = now + window,
                         "cannot read the refreshes already spent; no refresh until the budget window has passed");
                     budget.close_until(now + window);
                 }
-                (Err(_), _) | (_, Err(_)) => {}
+                Err(_) => {}
+            }
+            match throttled {
+                Ok(Ok(rows)) => {
+                    for (key, until, count) in rows {
+                        budget.record_throttle(key, until, count);
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, until = now + longest,
+                        "cannot read the provider's throttles; no refresh until the longest throttle wait has passed");
+                    budget.close_until(now + longest);
+                }
+                Err(_) => {}
             }
         }));
     }

@@ -22,7 +22,14 @@ pub struct RateBudget {
     closed_until: i64,
     /// Refresh tokens the provider throttled, by key.
     throttled: HashMap<i64, Throttle>,
+    /// The next `Ticket`.
+    tickets: u64,
 }
+
+/// One refresh `take` allowed, to hand back with its answer. Tickets only grow, so an
+/// answer can be told apart from one to a request sent before a throttle was known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ticket(u64);
 
 #[derive(Debug, Clone, Copy)]
 struct Throttle {
@@ -30,6 +37,10 @@ struct Throttle {
     until: i64,
     /// Throttles in a row; each doubles the wait (`throttle_wait`).
     count: u32,
+    /// The first ticket handed out after this throttle was recorded. An answer to an
+    /// earlier one is to a request of the same burst, sent before anyone knew: it
+    /// neither lifts the throttle nor counts as another in a row.
+    since: Ticket,
     /// One request is out to learn whether the block has lifted. The other rows wait for
     /// its answer: all asking at once when the wait ends would re-arm the block once each.
     probing: bool,
@@ -55,27 +66,20 @@ impl RateBudget {
         refresh_token: &str,
         now: i64,
         cfg: &RefreshConfig,
-    ) -> Result<(), Refused> {
+    ) -> Result<Ticket, Refused> {
+        let refused = |until, why| Err(Refused { until, why });
         if now < self.closed_until {
             let why = "the refreshes spent before this start could not be read";
-            return Err(Refused {
-                until: self.closed_until,
-                why,
-            });
+            return refused(self.closed_until, why);
         }
         let key = RateBudget::key(refresh_token);
         if let Some(t) = self.throttled.get(&key) {
             if now < t.until {
-                let why = "the provider is throttling this refresh token";
-                return Err(Refused {
-                    until: t.until,
-                    why,
-                });
+                return refused(t.until, "the provider is throttling this refresh token");
             }
             if t.probing {
                 let why = "another token's refresh is finding out whether the provider's block has lifted";
-                let until = now + cfg.backoff_initial.as_millis() as i64;
-                return Err(Refused { until, why });
+                return refused(now + cfg.backoff_initial.as_millis() as i64, why);
             }
         }
         let window = cfg.budget_window.as_millis() as i64;
@@ -90,66 +94,85 @@ impl RateBudget {
         }
         if times.len() >= cfg.budget as usize {
             let until = times.front().map_or(now, |&oldest| oldest + window);
-            let why = "the refresh budget of this refresh token is spent";
-            return Err(Refused { until, why });
+            return refused(until, "the refresh budget of this refresh token is spent");
         }
         times.push_back(now);
         if let Some(t) = self.throttled.get_mut(&key) {
             t.probing = true;
         }
-        Ok(())
+        let ticket = Ticket(self.tickets);
+        self.tickets += 1;
+        Ok(ticket)
     }
 
     /// Gives back the refresh `take` just spent at `at`: it was never asked for (its
     /// record could not be written).
-    pub fn refund(&mut self, refresh_token: &str, at: i64) {
+    pub fn refund(&mut self, refresh_token: &str, at: i64, ticket: Ticket) {
         let key = RateBudget::key(refresh_token);
         if let Some(times) = self.spent.get_mut(&key) {
             if times.back() == Some(&at) {
                 times.pop_back();
             }
         }
-        if let Some(t) = self.throttled.get_mut(&key) {
-            t.probing = false;
-        }
+        self.unanswered(refresh_token, ticket);
     }
 
-    /// The provider throttled `refresh_token` at `now`, asked through a row that had
-    /// counted `row_count` throttles in a row. Returns until when to leave it alone, and
-    /// the throttles in a row now: the row's count or the refresh token's, whichever is
-    /// higher, so a throttle answered through another row does not start the doubling
-    /// over.
+    /// The provider throttled `refresh_token`, asked with `ticket` at `now` through a row
+    /// that had counted `row_count` throttles in a row. Returns until when to leave it
+    /// alone, and the throttles in a row now: the row's count or the refresh token's,
+    /// whichever is higher, so a throttle answered through another row does not start
+    /// the doubling over.
     pub fn throttled(
         &mut self,
         refresh_token: &str,
         row_count: u32,
+        ticket: Ticket,
         now: i64,
         cfg: &RefreshConfig,
     ) -> (i64, u32) {
+        let since = Ticket(self.tickets);
         let t = self
             .throttled
             .entry(RateBudget::key(refresh_token))
             .or_insert(Throttle {
                 until: now,
                 count: 0,
+                since: Ticket(0),
                 probing: false,
             });
+        if ticket < t.since {
+            return (t.until, t.count.max(row_count));
+        }
         let before = row_count.max(t.count);
         // Never shorter than a wait already set (the wall clock may have stepped back).
         let until = (now + throttle_wait(before, cfg).as_millis() as i64).max(t.until);
         *t = Throttle {
             until,
             count: before + 1,
+            since,
             probing: false,
         };
         (until, before + 1)
     }
 
-    /// The provider answered a refresh of `refresh_token` with anything but a throttle:
-    /// its block, if any, is over (a failure of another kind ends a run of throttles,
-    /// as it does on the row).
-    pub fn answered(&mut self, refresh_token: &str) {
-        self.throttled.remove(&RateBudget::key(refresh_token));
+    /// The provider answered the request of `ticket` with a token or a refusal of the
+    /// refresh token: its block, if any, is over. Not an answer to a request sent
+    /// before the block was known, which says nothing of it now.
+    pub fn answered(&mut self, refresh_token: &str, ticket: Ticket) {
+        let key = RateBudget::key(refresh_token);
+        if self.throttled.get(&key).is_some_and(|t| ticket >= t.since) {
+            self.throttled.remove(&key);
+        }
+    }
+
+    /// The request of `ticket` got no answer from the provider (a network error, a 5xx,
+    /// no accounts server): nothing is known of the block, so it stays, and the next
+    /// request after a backoff finds out.
+    pub fn unanswered(&mut self, refresh_token: &str, ticket: Ticket) {
+        let key = RateBudget::key(refresh_token);
+        if let Some(t) = self.throttled.get_mut(&key).filter(|t| ticket >= t.since) {
+            t.probing = false;
+        }
     }
 
     /// Counts a refresh spent before this run (read from the database, oldest first).
@@ -157,21 +180,23 @@ impl RateBudget {
         self.spent.entry(key).or_default().push_back(at);
     }
 
-    /// A throttle recorded on a row before this run, in force until `until`.
+    /// A throttle recorded on a row before this run, with its wait ending at `until`
+    /// (perhaps ended already: then the first request finds out for every row).
     pub fn record_throttle(&mut self, key: i64, until: i64, count: u32) {
         let t = self.throttled.entry(key).or_insert(Throttle {
             until,
             count,
+            since: Ticket(0),
             probing: false,
         });
         t.until = t.until.max(until);
         t.count = t.count.max(count);
     }
 
-    /// Refuses every refresh until `until`: what earlier runs spent could not be read,
-    /// and only a window without any refresh is sure to be within the budget.
+    /// Refuses every refresh until `until`: what earlier runs spent, or throttled, could
+    /// not be read, and only that long without any refresh is sure to be safe.
     pub fn close_until(&mut self, until: i64) {
-        self.closed_until = until;
+        self.closed_until = self.closed_until.max(until);
     }
 
     /// Forgets refreshes older than the window, so the map does not grow forever, and
@@ -182,10 +207,15 @@ impl RateBudget {
         let horizon = now - cfg.budget_window.as_millis() as i64;
         self.spent
             .retain(|_, times| times.back().is_some_and(|&t| t > horizon));
-        let longest = throttle_wait(u32::MAX, cfg).as_millis() as i64;
+        let longest = longest_throttle_wait(cfg).as_millis() as i64;
         self.throttled
             .retain(|_, t| t.probing || t.until + longest > now);
     }
+}
+
+/// The longest wait after a throttle: four times `throttle_wait`.
+pub fn longest_throttle_wait(cfg: &RefreshConfig) -> Duration {
+    throttle_wait(u32::MAX, cfg)
 }
 
 /// How long to leave the provider alone after its throttle, the `before`-th in a row

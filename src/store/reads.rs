@@ -136,18 +136,18 @@ impl Handler<SpentSince> for StoreActor {
     }
 }
 
-/// The provider's throttles in force at the given time (epoch ms): (refresh token hash,
-/// end of the wait, throttles in a row). The refresher reads them once at start, so that
-/// every row holding a throttled refresh token waits, not only the row that was told.
+/// The provider's throttles as rows recorded them: (refresh token hash, end of the
+/// wait, throttles in a row). The refresher reads them once at start, so that every row
+/// holding a throttled refresh token waits, not only the row that was told.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<(i64, i64, u32)>, StoreError>")]
-pub struct ThrottledAfter(pub i64);
+pub struct Throttled;
 
-impl Handler<ThrottledAfter> for StoreActor {
+impl Handler<Throttled> for StoreActor {
     type Result = Result<Vec<(i64, i64, u32)>, StoreError>;
 
-    fn handle(&mut self, msg: ThrottledAfter, _: &mut Self::Context) -> Self::Result {
-        self.reading()?.throttled_after(msg.0)
+    fn handle(&mut self, _: Throttled, _: &mut Self::Context) -> Self::Result {
+        self.reading()?.throttled()
     }
 }
 

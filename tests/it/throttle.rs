@@ -162,7 +162,7 @@ fn a_save_during_a_throttle_does_not_start_the_doubling_over() {
 }
 
 #[test]
-fn a_success_or_another_failure_ends_a_run_of_throttles() {
+fn a_success_or_new_credentials_end_a_run_of_throttles_and_a_503_does_not() {
     let zoho = FakeZoho::start(|_, _, n| match n {
         2 => grant("SECRET-new-2", None),
         4 => (503, "unavailable".to_owned()),
@@ -186,7 +186,8 @@ fn a_success_or_another_failure_ends_a_run_of_throttles() {
     assert_eq!(r["error"]["code"], "refresh_failed", "{r}");
     advance_to(&d, T0 + 60 * MINUTE);
     let r = c.request(json!({"op": "refresh", "token_id": id}));
-    assert_eq!(r["error"]["retry_at"], T0 + 75 * MINUTE, "after a 503: {r}");
+    // A 503 says nothing of Zoho's block: this is the second throttle in a row.
+    assert_eq!(r["error"]["retry_at"], T0 + 90 * MINUTE, "after a 503: {r}");
     // New credentials end a run too.
     let mut renewed = refreshable("u", T0 - 1);
     renewed["refresh_token"] = json!("SECRET-rt-u-2");
@@ -216,4 +217,56 @@ fn a_throttle_after_other_failures_waits_the_first_throttle_wait() {
     let reply = c.request(json!({"op": "refresh", "token_id": id}));
     assert_eq!(reply["error"]["retry_at"], T0 + 15 * MINUTE, "{reply}");
     assert_eq!(meta(&mut c, &id)["failures"], 3);
+}
+
+#[test]
+fn a_probe_without_an_answer_leaves_the_block_for_every_row() {
+    // A 503 or a timeout says nothing of Zoho's block: the rows still wait for a real
+    // answer, one request at a time, and the run of throttles goes on.
+    let zoho = FakeZoho::start(|_, _, n| match n {
+        2 => (503, "unavailable".to_owned()),
+        _ => throttled(),
+    });
+    let d = InProcess::start(&zoho.url, |c| c.refresh.enabled = false);
+    let mut c = d.client();
+    let ids: Vec<String> = ["a", "b", "x"]
+        .iter()
+        .map(|u| sharing(&mut c, u, T0 - 1))
+        .collect();
+    c.request(json!({"op": "refresh", "token_id": ids[0]}));
+    advance_to(&d, T0 + 15 * MINUTE);
+    let r = c.request(json!({"op": "refresh", "token_id": ids[1]}));
+    assert_eq!(r["error"]["code"], "refresh_failed", "{r}");
+    let r = c.request(json!({"op": "refresh", "token_id": ids[2]}));
+    assert_eq!(zoho.count(), 3, "one request after the 503: {r}");
+    assert_eq!(
+        r["error"]["retry_at"],
+        T0 + 45 * MINUTE,
+        "the second throttle in a row: {r}"
+    );
+}
+
+#[test]
+fn after_a_restart_past_the_wait_one_request_finds_out_for_every_row() {
+    let zoho = FakeZoho::throttling();
+    let d = InProcess::start(&zoho.url, |c| c.refresh.enabled = false);
+    let mut c = d.client();
+    let ids: Vec<String> = ["a", "b", "x"]
+        .iter()
+        .map(|u| sharing(&mut c, u, T0 - 1))
+        .collect();
+    c.request(json!({"op": "refresh", "token_id": ids[0]}));
+    drop(c);
+    let (dir, config) = d.stop();
+    let d = InProcess::start_in(dir, config, Clock::manual(T0 + 20 * MINUTE));
+    let mut c = d.client();
+    let r = c.request(json!({"op": "refresh", "token_id": ids[1]}));
+    assert_eq!(
+        r["error"]["retry_at"],
+        T0 + 50 * MINUTE,
+        "the second in a row: {r}"
+    );
+    let r = c.request(json!({"op": "refresh", "token_id": ids[2]}));
+    assert_eq!(r["error"]["retry_at"], T0 + 50 * MINUTE, "{r}");
+    assert_eq!(zoho.count(), 2);
 }
