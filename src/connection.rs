@@ -101,9 +101,10 @@ impl InFlight {
 }
 
 /// Serves one connection until the client hangs up or `shutdown` fires; on shutdown,
-/// requests already read are still answered.
+/// requests already read are still answered. `uid`: the client's user, for the log.
 pub async fn serve(
     stream: UnixStream,
+    uid: u32,
     services: Services,
     max_line: usize,
     shutdown: CancellationToken,
@@ -135,7 +136,7 @@ pub async fn serve(
             }
             frame = requests.next(), if reading && pending.len() < MAX_IN_FLIGHT && in_flight.may_read() => match frame {
                 Some(Ok(Frame::Line(line))) => {
-                    let (reply, kind) = handle(&line, &services, in_flight.at_actors == 0);
+                    let (reply, kind) = handle(&line, &services, uid, in_flight.at_actors == 0);
                     in_flight.count(kind, true);
                     pending.push_back(reply);
                 }
@@ -157,7 +158,7 @@ pub async fn serve(
 
 /// Parses one line and starts its work; the future yields the encoded reply line.
 /// `use_cache`: whether a lookup by id may be answered from the store's cache.
-fn handle(line: &[u8], services: &Services, use_cache: bool) -> (PendingReply, Kind) {
+fn handle(line: &[u8], services: &Services, uid: u32, use_cache: bool) -> (PendingReply, Kind) {
     let (seq, request) = protocol::parse(line);
     let request = match request {
         Ok(r) => r,
@@ -177,7 +178,7 @@ fn handle(line: &[u8], services: &Services, use_cache: bool) -> (PendingReply, K
     };
     let services = services.clone();
     let reply = Box::pin(async move {
-        let result = dispatch(request, &services).await;
+        let result = dispatch(request, &services, uid).await;
         let mut out = Vec::with_capacity(512);
         protocol::encode(&seq, &result, &mut out);
         (out, kind)
@@ -191,8 +192,9 @@ fn ready(seq: &Value, result: Result<Answer, WireError>) -> PendingReply {
     Box::pin(std::future::ready((out, Kind::Ready)))
 }
 
-/// Every operation, each a hand-off to the actor that does it.
-async fn dispatch(request: Request, s: &Services) -> Result<Answer, WireError> {
+/// Every operation, each a hand-off to the actor that does it. Deletes are logged with
+/// the client's `uid`: a token gone is what an operator asks about afterwards.
+async fn dispatch(request: Request, s: &Services, uid: u32) -> Result<Answer, WireError> {
     let (store, refresher) = (&s.store, &s.refresher);
     let answer = match request {
         Request::SaveToken { token } => Answer::Token {
@@ -207,16 +209,22 @@ async fn dispatch(request: Request, s: &Services) -> Result<Answer, WireError> {
                 None => Answer::Token { token: None },
             }
         }
-        Request::DeleteToken { token_id } => Answer::Deleted {
-            deleted: ask(store.send(store::Delete(token_id))).await?,
-        },
+        Request::DeleteToken { token_id } => {
+            let deleted = ask(store.send(store::Delete(token_id.clone()))).await?;
+            if deleted {
+                tracing::info!(uid, token_id = %token_id.escape_debug(), "a client deleted a token");
+            }
+            Answer::Deleted { deleted }
+        }
         Request::GetTokens { limit, after } => {
             let (tokens, next) = ask(store.send(store::List { after, limit })).await?;
             Answer::Tokens { tokens, next }
         }
-        Request::DeleteTokens => Answer::DeletedCount {
-            deleted: ask(store.send(store::DeleteAll)).await?,
-        },
+        Request::DeleteTokens => {
+            let deleted = ask(store.send(store::DeleteAll)).await?;
+            tracing::info!(uid, deleted, "a client deleted every token");
+            Answer::DeletedCount { deleted }
+        }
         Request::Ping => Answer::Pong {
             version: env!("CARGO_PKG_VERSION"),
             protocol: protocol::PROTOCOL_VERSION,

@@ -148,6 +148,7 @@ impl StreamHandler<io::Result<UnixStream>> for FrontActor {
         tracing::debug!(uid, open = self.connections.len() + 1, "client connected");
         let task = connection::serve(
             stream,
+            uid,
             self.services.clone(),
             self.max_line,
             self.closing.clone(),

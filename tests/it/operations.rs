@@ -98,6 +98,18 @@ fn delete_token_says_whether_the_token_existed() {
     assert!(!c.delete(&id_of(&gone)), "a second delete finds nothing");
     assert!(!c.delete("424242"));
     assert_eq!(c.snapshot(), vec![fields(&kept)]);
+    // Logged, with the client's user: what an operator asks about afterwards.
+    let uid = nix::unistd::getuid();
+    let logged = format!("uid={uid} token_id={}", id_of(&gone));
+    let log = daemon.log();
+    assert!(
+        log.contains("a client deleted a token") && log.contains(&logged),
+        "{log}"
+    );
+    assert!(
+        !log.contains("token_id=424242"),
+        "a delete that found nothing is logged"
+    );
 }
 
 #[test]
@@ -194,6 +206,11 @@ fn delete_tokens_removes_every_token_and_counts_them() {
     }
     let result = c.ok(json!({"op": "delete_tokens"}));
     assert_eq!(result, json!({"deleted": 7}));
+    let log = daemon.log();
+    assert!(
+        log.contains("a client deleted every token") && log.contains("deleted=7"),
+        "{log}"
+    );
     assert_eq!(c.count(), 0);
     assert!(c.all().is_empty());
     assert_eq!(c.ok(json!({"op": "delete_tokens"})), json!({"deleted": 0}));
