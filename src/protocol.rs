@@ -186,8 +186,13 @@ impl From<RefreshError> for WireError {
                 retry_at: Some(retry_at),
                 ..WireError::new(Code::Throttled, message)
             },
-            RefreshError::Failed { provider_error, .. } => WireError {
+            RefreshError::Failed {
+                provider_error,
+                retry_at,
+                ..
+            } => WireError {
                 provider_error: Some(provider_error),
+                retry_at,
                 ..WireError::new(Code::RefreshFailed, message)
             },
         }

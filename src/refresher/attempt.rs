@@ -35,6 +35,8 @@ pub enum RefreshError {
     Failed {
         provider_error: String,
         reason: String,
+        /// When tokend tries again, if it will by itself.
+        retry_at: Option<i64>,
     },
     #[error(transparent)]
     Store(StoreError),
@@ -108,6 +110,7 @@ pub(super) async fn run(
                     .unwrap_or("unknown")
                     .to_owned(),
                 reason: format!("the last attempt failed; the next is at {retry_at} (epoch ms)"),
+                retry_at: Some(retry_at),
             }
         };
         return (Err(error), Latest::Stored(ScheduleInput::of(&token)));
@@ -234,6 +237,7 @@ fn superseded(t: StoredToken, deps: &Deps) -> (Result<StoredToken, RefreshError>
     let error = RefreshError::Failed {
         provider_error: "superseded".into(),
         reason: "a client saved new credentials during the refresh, without a fresh access token; ask again".into(),
+        retry_at: None,
     };
     (Err(error), Latest::Stored(ScheduleInput::of(&t)))
 }
@@ -292,6 +296,7 @@ fn failed(
             let error = RefreshError::Failed {
                 provider_error: other.code().to_owned(),
                 reason: other.to_string(),
+                retry_at: Some(retry_at),
             };
             (Some(retry_at), error)
         }

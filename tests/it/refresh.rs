@@ -233,6 +233,7 @@ fn transient_errors_retry_with_growing_jittered_delays() {
         );
         let reply = c.request(json!({"op": "access_token", "token_id": id}));
         assert_eq!(reply["error"]["code"], "refresh_failed", "{reply}");
+        assert_eq!(reply["error"]["retry_at"], next, "{reply}");
         assert_eq!(
             zoho.count(),
             k as usize,
