@@ -8,7 +8,7 @@ import time
 import pytest
 
 from daemon import DEADLINE, wait_until
-from tokend_client import Client, TokendError, TokendUnavailable, default_socket_path
+from tokend_client import Client, TokendError, TokendUnavailable, connection, default_socket_path
 
 
 def save(client, user, **fields):
@@ -55,7 +55,9 @@ def test_no_daemon_raises_unavailable(tmp_path):
     assert e.value.code == "unavailable"
 
 
-def test_default_socket_path(monkeypatch):
+def test_default_socket_path(monkeypatch, tmp_path):
+    # Not the machine's own system socket, if it has one.
+    monkeypatch.setattr(connection, "SYSTEM_SOCKET", str(tmp_path / "none.sock"))
     monkeypatch.setenv("TOKEND_SOCKET", "/run/x/t.sock")
     assert default_socket_path() == "/run/x/t.sock"
     monkeypatch.delenv("TOKEND_SOCKET")
@@ -64,6 +66,21 @@ def test_default_socket_path(monkeypatch):
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     assert default_socket_path() == f"/tmp/tokend-{os.getuid()}/tokend.sock"
     assert Client().socket_path == default_socket_path()
+
+
+def test_the_system_units_socket_is_used_when_the_users_own_does_not_exist(monkeypatch, tmp_path):
+    system = tmp_path / "system.sock"
+    system.touch()
+    monkeypatch.setattr(connection, "SYSTEM_SOCKET", str(system))
+    monkeypatch.delenv("TOKEND_SOCKET", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "runtime"))
+    assert default_socket_path() == str(system)
+    own = tmp_path / "runtime" / "tokend" / "tokend.sock"
+    own.parent.mkdir(parents=True)
+    own.touch()
+    assert default_socket_path() == str(own)
+    monkeypatch.setenv("TOKEND_SOCKET", "/run/x/t.sock")
+    assert default_socket_path() == "/run/x/t.sock"
 
 
 def test_one_client_shared_by_threads(client):

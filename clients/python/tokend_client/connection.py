@@ -82,19 +82,30 @@ def _repeatable(op, args):
     return True
 
 
+#: The system unit's socket, tried when the user's own default does not exist.
+SYSTEM_SOCKET = "/run/tokend/tokend.sock"
+
+
 def default_socket_path():
     """The socket the daemon listens on when not told otherwise.
 
     `TOKEND_SOCKET` if set, else `$XDG_RUNTIME_DIR/tokend/tokend.sock`, else
-    `/tmp/tokend-<uid>/tokend.sock` — the same rule as the daemon's own default.
+    `/tmp/tokend-<uid>/tokend.sock` — the same rule as the daemon's own default — and,
+    when that does not exist but the system unit's `/run/tokend/tokend.sock` does, that
+    one (as the `tokend` command does): an application run as a service user, a member
+    of the socket's group, then finds the system daemon without being told.
     """
     explicit = os.environ.get("TOKEND_SOCKET")
     if explicit:
         return explicit
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime:
-        return os.path.join(runtime, "tokend", "tokend.sock")
-    return f"/tmp/tokend-{os.getuid()}/tokend.sock"
+        own = os.path.join(runtime, "tokend", "tokend.sock")
+    else:
+        own = f"/tmp/tokend-{os.getuid()}/tokend.sock"
+    if not os.path.exists(own) and os.path.exists(SYSTEM_SOCKET):
+        return SYSTEM_SOCKET
+    return own
 
 
 class Client:
@@ -207,7 +218,8 @@ class Client:
             sock.connect(self.socket_path)
         except OSError as e:
             sock.close()
-            raise TokendUnavailable(f"cannot connect to {self.socket_path}: {e.strerror or e}") from None
+            raise TokendUnavailable(f"cannot connect to {self.socket_path}: {e.strerror or e} "
+                                    "(is tokend running? TOKEND_SOCKET names its socket)") from None
         self._sock = sock
         self._buf = bytearray()
         self._pid = os.getpid()
