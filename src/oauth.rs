@@ -330,15 +330,24 @@ fn shown(code: &str) -> Option<&str> {
     (!code.is_empty() && code.len() <= 40 && code.chars().all(word)).then_some(code)
 }
 
-/// Only the kind of failure: reqwest's own message names the URL and, for a decoding
-/// error, could quote the body.
+/// The kind of failure and the accounts server's host, no more: reqwest's own message
+/// gives the whole URL and, for a decoding error, could quote the body.
 fn request_failed(e: reqwest::Error) -> OAuthError {
-    let io_kind = std::iter::successors(std::error::Error::source(&e), |s| s.source())
-        .find_map(|s| s.downcast_ref::<std::io::Error>().map(std::io::Error::kind));
+    let causes = || std::iter::successors(std::error::Error::source(&e), |s| s.source());
+    let io_kind =
+        causes().find_map(|s| s.downcast_ref::<std::io::Error>().map(std::io::Error::kind));
+    // hyper's connector says so when the name did not resolve; the io error under it is
+    // "uncategorized", which tells a person nothing.
+    let unresolved = causes().any(|s| s.to_string().starts_with("dns error"));
+    let host = e
+        .url()
+        .and_then(|u| u.host_str())
+        .unwrap_or("the accounts server");
     transient(match (e.is_timeout(), e.is_connect(), io_kind) {
-        (true, _, _) => "timed out".to_owned(),
-        (_, true, Some(kind)) => format!("connection failed: {kind}"),
-        (_, true, None) => "connection failed".to_owned(),
+        (true, _, _) => format!("{host} timed out"),
+        _ if unresolved => format!("cannot resolve {host}"),
+        (_, true, Some(kind)) => format!("connection to {host} failed: {kind}"),
+        (_, true, None) => format!("connection to {host} failed"),
         _ if e.is_body() || e.is_decode() => "reading the response failed".to_owned(),
         _ => "request failed".to_owned(),
     })

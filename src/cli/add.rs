@@ -44,11 +44,11 @@ pub struct AddArgs {
     user_name: Option<String>,
     /// The API domain of the user's Zoho data centre; it picks the accounts server, and
     /// is stored when the accounts server does not name one
-    #[arg(long, value_name = "URL", default_value = "https://www.zohoapis.com")]
+    #[arg(long, value_name = "URL", default_value = "https://www.zohoapis.com", value_parser = http_url)]
     api_domain: String,
     /// The accounts server to exchange the code at (base URL), instead of the one the
     /// API domain and the configuration pick
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = http_url)]
     accounts_url: Option<String>,
     /// The redirect URI the code was issued for (Self Client codes need none)
     #[arg(long, value_name = "URL")]
@@ -140,6 +140,17 @@ pub fn add(socket: &Path, config: &Config, args: AddArgs, as_json: bool) -> anyh
     })
 }
 
+/// A URL flag's value, refused unless it is an http(s) URL with a host: checked before
+/// the grant code is asked for, which a mistake here would waste (codes are single-use).
+fn http_url(s: &str) -> Result<String, String> {
+    match reqwest::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+            Ok(s.to_owned())
+        }
+        _ => Err("not an http:// or https:// URL with a host".to_owned()),
+    }
+}
+
 /// The provider client: the configured accounts servers, with `--accounts-url` winning
 /// for this API domain.
 fn client(
@@ -150,9 +161,6 @@ fn client(
     let r = &config.refresh;
     let mut endpoints = r.endpoints.clone();
     if let Some(url) = accounts_url {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            anyhow::bail!("--accounts-url must be an http:// or https:// URL");
-        }
         (endpoints.per_domain).insert(api_domain.to_owned(), url.to_owned());
     }
     OAuthClient::new(endpoints, r.connect_timeout, r.timeout)

@@ -327,7 +327,7 @@ async fn a_response_slower_than_the_timeout_is_transient() {
     };
     let client = client_with(endpoints, Duration::from_millis(200));
     let error = client.refresh(&refresh_request()).await.unwrap_err();
-    assert_eq!(error, transient("timed out"));
+    assert_eq!(error, transient("127.0.0.1 timed out"));
 }
 
 #[tokio::test]
@@ -421,7 +421,7 @@ async fn a_refused_connection_is_transient() {
     assert_no_secrets(&error);
     assert_eq!(
         transient_reason(error),
-        "connection failed: connection refused"
+        "connection to 127.0.0.1 failed: connection refused"
     );
 }
 

@@ -440,6 +440,14 @@ fn token_add_checks_for_the_daemon_before_spending_the_grant_code() {
         "no client id is a usage error: {}",
         missing.stderr
     );
+    // A URL flag that is no URL is refused before the (single-use) code is read.
+    for flag in ["--api-domain", "--accounts-url"] {
+        let args = ["token", "add", flag, "notaurl"];
+        let bad = tokend_with(&daemon, &args, "1000.UNSPENT\n", &env);
+        assert_eq!(bad.code, 2, "{flag}: {}", bad.stderr);
+        assert!(bad.stderr.contains(flag), "{}", bad.stderr);
+    }
+    assert_eq!(rejected.count(), 1, "asked the accounts server with a bad URL");
 }
 
 #[test]
