@@ -41,6 +41,9 @@ pub struct Db {
     reading: bool,
     /// The next token version to hand out (schema v4); written back with each batch.
     next_version: i64,
+    /// The file opened, to notice it deleted or replaced (`files::gone`); `None` for an
+    /// in-memory database.
+    file: Option<files::FileId>,
 }
 
 impl Db {
@@ -93,6 +96,7 @@ impl Db {
             path: path.to_owned(),
             reading: false,
             next_version,
+            file: files::file_id(path).ok(),
         };
         // Take the exclusive lock now: a second daemon on this file fails here, at
         // start, with "database is locked", not at its first write.
@@ -208,6 +212,10 @@ impl Db {
         writes: &[Write],
         now: i64,
     ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+        if let Some(what) = self.file.and_then(|opened| files::gone(&self.path, opened)) {
+            let path = self.path.clone();
+            return Err(StoreError::Gone { path, what });
+        }
         self.end_read();
         let mut tx = self.conn.transaction()?;
         let versions = &mut self.next_version;

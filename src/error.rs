@@ -28,6 +28,10 @@ pub enum StoreError {
     /// The save would give a second token a user_name that another token already has.
     #[error("another token already has this user_name")]
     Conflict,
+    /// The database file was deleted or replaced while the daemon ran: writes would go
+    /// to a file nobody can open again, so none is made.
+    #[error("the token database {} was {what} while tokend ran; nothing more is saved, as it would be lost: restart tokend to open what is at that path now", path.display())]
+    Gone { path: PathBuf, what: &'static str },
     /// The store actor has stopped (the daemon is shutting down).
     #[error("the token store is shutting down")]
     Unavailable,

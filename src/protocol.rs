@@ -166,6 +166,10 @@ impl From<StoreError> for WireError {
                     "the token database failed; nothing was changed",
                 );
             }
+            StoreError::Gone { what, .. } => {
+                let message = format!("the token database file was {what} while tokend ran; nothing was changed, nor will be until tokend is restarted");
+                return WireError::new(Code::StoreFailure, message);
+            }
         };
         WireError::new(code, e.to_string())
     }

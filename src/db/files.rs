@@ -53,3 +53,23 @@ pub(super) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         .mode(0o700)
         .create(dir)
 }
+
+/// Which file a path names: its device and inode.
+pub(super) type FileId = (u64, u64);
+
+pub(super) fn file_id(path: &Path) -> std::io::Result<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
+/// What became of the database file opened as `opened`, if `path` names it no more:
+/// deleted, or replaced (a backup restored over it) while the daemon ran. SQLite goes on
+/// writing to the file it holds open, which nobody can open again: saves acknowledged
+/// after that would be lost at the next start. One `stat` per commit finds out.
+pub(super) fn gone(path: &Path, opened: FileId) -> Option<&'static str> {
+    match file_id(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("deleted"),
+        Ok(now) if now != opened => Some("replaced"),
+        _ => None,
+    }
+}

@@ -447,7 +447,11 @@ fn token_add_checks_for_the_daemon_before_spending_the_grant_code() {
         assert_eq!(bad.code, 2, "{flag}: {}", bad.stderr);
         assert!(bad.stderr.contains(flag), "{}", bad.stderr);
     }
-    assert_eq!(rejected.count(), 1, "asked the accounts server with a bad URL");
+    assert_eq!(
+        rejected.count(),
+        1,
+        "asked the accounts server with a bad URL"
+    );
 }
 
 #[test]

@@ -440,3 +440,32 @@ fn refreshes_spent_before_a_crash_still_count_against_the_budget() {
     assert_eq!(reply["error"]["code"], "throttled", "{reply}");
     assert_eq!(zoho.count(), 1, "asked the provider past the budget");
 }
+
+#[test]
+fn saves_are_refused_once_the_database_file_is_deleted_or_replaced() {
+    // SQLite would go on writing to the file it holds open, which nobody can open again:
+    // every save acknowledged from then on would be gone at the next start.
+    for what in ["deleted", "replaced"] {
+        let daemon = Daemon::start();
+        let mut c = daemon.client();
+        let kept = c.save(token(what, 1));
+        let db = daemon.db();
+        if what == "replaced" {
+            // A backup restored over it while tokend runs.
+            let copy = daemon.dir().join("copy.db");
+            std::fs::copy(&db, &copy).unwrap();
+            std::fs::rename(&copy, &db).unwrap();
+        } else {
+            std::fs::remove_file(&db).unwrap();
+        }
+        let r = c.request(json!({"op": "save_token", "token": token(what, 2)}));
+        assert_eq!(r["error"]["code"], "store_failure", "{r}");
+        let message = r["error"]["message"].as_str().unwrap();
+        assert!(message.contains(what), "{message}");
+        let log = daemon.log();
+        let named = format!("{} was {what}", db.display());
+        assert!(log.contains(&named), "the log names the file: {log}");
+        // What it holds is still served.
+        assert_eq!(c.find_by_id(&id_of(&kept))["id"], kept["id"]);
+    }
+}
