@@ -164,7 +164,15 @@ fn handle(line: &[u8], services: &Services, uid: u32, use_cache: bool) -> (Pendi
         Ok(r) => r,
         Err(e) => return (ready(&seq, Err(e)), Kind::Ready),
     };
-    if let (true, Request::FindTokenById { token_id }) = (use_cache, &request) {
+    // A peek goes to the store: a cache hit counts as a use.
+    if let (
+        true,
+        Request::FindTokenById {
+            token_id,
+            peek: false,
+        },
+    ) = (use_cache, &request)
+    {
         if let Some(json) = services.shared.find_by_id(token_id) {
             return (ready(&seq, Ok(Answer::Found(TokenJson(json)))), Kind::Ready);
         }
@@ -203,7 +211,17 @@ async fn dispatch(request: Request, s: &Services, uid: u32) -> Result<Answer, Wi
         Request::FindToken { token } => Answer::Token {
             token: ask(store.send(store::Find { token, touch: true })).await?,
         },
-        Request::FindTokenById { token_id } => {
+        Request::FindTokenById {
+            token_id,
+            peek: true,
+        } => Answer::Token {
+            token: ask(store.send(store::FindById {
+                id: token_id,
+                touch: false,
+            }))
+            .await?,
+        },
+        Request::FindTokenById { token_id, .. } => {
             match ask(store.send(store::FindJsonById(token_id))).await? {
                 Some(json) => Answer::Found(TokenJson(json)),
                 None => Answer::Token { token: None },

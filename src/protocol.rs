@@ -34,8 +34,9 @@ pub enum Request {
     SaveToken { token: Token },
     /// `{"op": "find_token", "token": {...partial...}}` → `{"token": T | null}`
     FindToken { token: Token },
-    /// `{"op": "find_token_by_id", "token_id": "1"}` → `{"token": T | null}`
-    FindTokenById { token_id: String },
+    /// `{"op": "find_token_by_id", "token_id": "1", "peek"?: true}` → `{"token": T | null}`
+    /// `peek`: an operator looking, not a use of the token's session (`tokend token show`).
+    FindTokenById { token_id: String, peek: bool },
     /// `{"op": "delete_token", "token_id": "1"}` → `{"deleted": bool}`
     DeleteToken { token_id: String },
     /// `{"op": "get_tokens", "limit"?: 100, "after"?: "41"}` → `{"tokens": [T], "next": id | null}`

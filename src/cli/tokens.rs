@@ -76,7 +76,8 @@ pub fn list(c: &mut Client, as_json: bool) -> anyhow::Result<String> {
 
 /// One token's fields and state; secrets masked unless `reveal`.
 pub fn show(c: &mut Client, id: &str, reveal: bool, as_json: bool) -> anyhow::Result<String> {
-    let found = answer(c.call("find_token_by_id", json!({"token_id": id})))?;
+    // A look, not a use: it must not keep the session alive for the idle timeout.
+    let found = answer(c.call("find_token_by_id", json!({"token_id": id, "peek": true})))?;
     let token = match &found["token"] {
         Value::Null => anyhow::bail!("no token with id {id}; see `tokend tokens list` for the ids"),
         t if reveal => t.clone(),

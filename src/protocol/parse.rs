@@ -37,6 +37,11 @@ fn request(mut args: Map<String, Value>) -> Result<Request, WireError> {
         },
         "find_token_by_id" => Request::FindTokenById {
             token_id: string(required(&mut args, "token_id")?, "token_id")?,
+            peek: match optional(&mut args, "peek") {
+                None => false,
+                Some(Value::Bool(b)) => b,
+                Some(_) => return Err(bad("`peek` must be true or false")),
+            },
         },
         "delete_token" => Request::DeleteToken {
             token_id: string(required(&mut args, "token_id")?, "token_id")?,

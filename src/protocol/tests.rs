@@ -16,8 +16,23 @@ fn every_op_parses_with_its_arguments() {
     assert_eq!(
         r.unwrap(),
         Request::FindTokenById {
-            token_id: "7".into()
+            token_id: "7".into(),
+            peek: false,
         }
+    );
+    assert_eq!(
+        parsed(json!({"op": "find_token_by_id", "token_id": "7", "peek": true}))
+            .1
+            .unwrap(),
+        Request::FindTokenById {
+            token_id: "7".into(),
+            peek: true,
+        }
+    );
+    assert!(
+        parsed(json!({"op": "find_token_by_id", "token_id": "7", "peek": 1}))
+            .1
+            .is_err()
     );
     assert_eq!(
         parsed(json!({"op": "get_tokens", "limit": 5, "after": "3"}))

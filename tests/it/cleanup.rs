@@ -176,6 +176,29 @@ fn a_session_in_use_is_kept_even_when_its_uses_are_not_yet_written() {
 }
 
 #[test]
+fn an_operator_peeking_at_a_token_does_not_keep_its_session_alive() {
+    let d = InProcess::start("http://127.0.0.1:9", |c| {
+        configure(
+            c,
+            Limits {
+                idle_timeout: days(10),
+                ..Limits::default()
+            },
+        );
+    });
+    let mut c = d.client();
+    let id = id_of(&c.save(token("idle", "app")));
+    advance_to(&d, T0 + 9 * DAY);
+    // `tokend token show`'s lookup, twice: once to fill a cache, once to hit it.
+    for _ in 0..2 {
+        let peeked = c.ok(json!({"op": "find_token_by_id", "token_id": id, "peek": true}));
+        assert_eq!(peeked["token"]["id"], id.as_str());
+    }
+    advance_to(&d, T0 + 12 * DAY);
+    assert_eq!(pass(&mut c, false), set(&["idle"]));
+}
+
+#[test]
 fn revoke_and_delete_revokes_each_token_once_and_keeps_it_when_revoke_fails() {
     let zoho = FakeZoho::start(|path, form, _| {
         assert_eq!(path, "/oauth/v2/token/revoke");
