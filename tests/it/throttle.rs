@@ -44,17 +44,25 @@ fn sharing(c: &mut Client, user: &str, expiry: i64) -> String {
     id_of(&c.save(t))
 }
 
+/// A daemon (its refresher off) holding tokens for `users` that share one refresh
+/// token, the first of which `zoho` has just throttled, at T0.
+fn throttled_rows(zoho: &FakeZoho, users: &[&str]) -> (InProcess, Client, Vec<String>) {
+    let d = InProcess::start(&zoho.url, |c| c.refresh.enabled = false);
+    let mut c = d.client();
+    let ids: Vec<String> = users.iter().map(|u| sharing(&mut c, u, T0 - 1)).collect();
+    let r = c.request(json!({"op": "refresh", "token_id": ids[0]}));
+    assert_eq!(r["error"]["retry_at"], T0 + 15 * MINUTE, "{r}");
+    (d, c, ids)
+}
+
 #[test]
 fn a_throttle_pauses_every_token_holding_that_refresh_token() {
     // Zoho throttles the refresh token, not our row: another row holding the same one
     // asking during the block re-arms it.
     let zoho = FakeZoho::throttling();
-    let d = InProcess::start(&zoho.url, |c| c.refresh.enabled = false);
-    let mut c = d.client();
-    let (a, b) = (sharing(&mut c, "a", T0 - 1), sharing(&mut c, "b", T0 - 1));
+    let (d, mut c, ids) = throttled_rows(&zoho, &["a", "b"]);
+    let [a, b] = [&ids[0], &ids[1]];
     assert_ne!(a, b);
-    let reply = c.request(json!({"op": "refresh", "token_id": a}));
-    assert_eq!(reply["error"]["retry_at"], T0 + 15 * MINUTE, "{reply}");
     advance_to(&d, T0 + 5 * MINUTE);
     let other = c.request(json!({"op": "access_token", "token_id": b}));
     assert_eq!(other["error"]["code"], "throttled", "{other}");
@@ -100,16 +108,13 @@ fn when_the_wait_ends_one_request_asks_for_every_token_holding_the_refresh_token
 #[test]
 fn a_throttle_holds_every_token_holding_the_refresh_token_across_a_restart() {
     let zoho = FakeZoho::throttling();
-    let d = InProcess::start(&zoho.url, |c| c.refresh.enabled = false);
-    let mut c = d.client();
-    let (a, b) = (sharing(&mut c, "a", T0 - 1), sharing(&mut c, "b", T0 - 1));
-    c.request(json!({"op": "refresh", "token_id": a}));
+    let (d, c, ids) = throttled_rows(&zoho, &["a", "b"]);
     drop(c);
     let (dir, config) = d.stop();
     let d = InProcess::start_in(dir, config, Clock::manual(T0 + 5 * MINUTE));
     let r = d
         .client()
-        .request(json!({"op": "access_token", "token_id": b}));
+        .request(json!({"op": "access_token", "token_id": ids[1]}));
     assert_eq!(r["error"]["retry_at"], T0 + 15 * MINUTE, "{r}");
     assert_eq!(zoho.count(), 1, "asked the provider during its block");
 }
@@ -227,13 +232,7 @@ fn a_probe_without_an_answer_leaves_the_block_for_every_row() {
         2 => (503, "unavailable".to_owned()),
         _ => throttled(),
     });
-    let d = InProcess::start(&zoho.url, |c| c.refresh.enabled = false);
-    let mut c = d.client();
-    let ids: Vec<String> = ["a", "b", "x"]
-        .iter()
-        .map(|u| sharing(&mut c, u, T0 - 1))
-        .collect();
-    c.request(json!({"op": "refresh", "token_id": ids[0]}));
+    let (d, mut c, ids) = throttled_rows(&zoho, &["a", "b", "x"]);
     advance_to(&d, T0 + 15 * MINUTE);
     let r = c.request(json!({"op": "refresh", "token_id": ids[1]}));
     assert_eq!(r["error"]["code"], "refresh_failed", "{r}");
@@ -249,13 +248,7 @@ fn a_probe_without_an_answer_leaves_the_block_for_every_row() {
 #[test]
 fn after_a_restart_past_the_wait_one_request_finds_out_for_every_row() {
     let zoho = FakeZoho::throttling();
-    let d = InProcess::start(&zoho.url, |c| c.refresh.enabled = false);
-    let mut c = d.client();
-    let ids: Vec<String> = ["a", "b", "x"]
-        .iter()
-        .map(|u| sharing(&mut c, u, T0 - 1))
-        .collect();
-    c.request(json!({"op": "refresh", "token_id": ids[0]}));
+    let (d, c, ids) = throttled_rows(&zoho, &["a", "b", "x"]);
     drop(c);
     let (dir, config) = d.stop();
     let d = InProcess::start_in(dir, config, Clock::manual(T0 + 20 * MINUTE));
