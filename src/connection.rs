@@ -200,8 +200,8 @@ fn ready(seq: &Value, result: Result<Answer, WireError>) -> PendingReply {
     Box::pin(std::future::ready((out, Kind::Ready)))
 }
 
-/// Every operation, each a hand-off to the actor that does it. Deletes are logged with
-/// the client's `uid`: a token gone is what an operator asks about afterwards.
+/// Every operation, each a hand-off to the actor that does it. Deletes carry the
+/// client's `uid` for the store's log: a token gone is what an operator asks about.
 async fn dispatch(request: Request, s: &Services, uid: u32) -> Result<Answer, WireError> {
     let (store, refresher) = (&s.store, &s.refresher);
     let answer = match request {
@@ -227,22 +227,16 @@ async fn dispatch(request: Request, s: &Services, uid: u32) -> Result<Answer, Wi
                 None => Answer::Token { token: None },
             }
         }
-        Request::DeleteToken { token_id } => {
-            let deleted = ask(store.send(store::Delete(token_id.clone()))).await?;
-            if deleted {
-                tracing::info!(uid, token_id = %token_id.escape_debug(), "a client deleted a token");
-            }
-            Answer::Deleted { deleted }
-        }
+        Request::DeleteToken { token_id } => Answer::Deleted {
+            deleted: ask(store.send(store::Delete { id: token_id, uid })).await?,
+        },
         Request::GetTokens { limit, after } => {
             let (tokens, next) = ask(store.send(store::List { after, limit })).await?;
             Answer::Tokens { tokens, next }
         }
-        Request::DeleteTokens => {
-            let deleted = ask(store.send(store::DeleteAll)).await?;
-            tracing::info!(uid, deleted, "a client deleted every token");
-            Answer::DeletedCount { deleted }
-        }
+        Request::DeleteTokens => Answer::DeletedCount {
+            deleted: ask(store.send(store::DeleteAll { uid })).await?,
+        },
         Request::Ping => Answer::Pong {
             version: env!("CARGO_PKG_VERSION"),
             protocol: protocol::PROTOCOL_VERSION,

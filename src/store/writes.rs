@@ -44,15 +44,28 @@ impl Handler<Save> for StoreActor {
 /// Delete one token by id; the reply says whether it existed.
 #[derive(Message)]
 #[rtype(result = "Result<bool, StoreError>")]
-pub struct Delete(pub String);
+pub struct Delete {
+    pub id: String,
+    /// The client's user, for the log.
+    pub uid: u32,
+}
 
+// A client's deletes are logged here, once committed, not where the client awaits the
+// reply: a client that hangs up first must not leave the delete without a trace.
 impl Handler<Delete> for StoreActor {
     type Result = ResponseFuture<Result<bool, StoreError>>;
 
     fn handle(&mut self, msg: Delete, ctx: &mut Self::Context) -> Self::Result {
-        write_reply(self, ctx, Write::Delete(msg.0), |o| match o {
+        let deleted = write_reply(self, ctx, Write::Delete(msg.id.clone()), |o| match o {
             Outcome::Deleted { existed, .. } => Some(existed),
             _ => None,
+        });
+        Box::pin(async move {
+            let deleted = deleted.await;
+            if let Ok(true) = deleted {
+                tracing::info!(uid = msg.uid, token_id = %msg.id.escape_debug(), "a client deleted a token");
+            }
+            deleted
         })
     }
 }
@@ -60,15 +73,25 @@ impl Handler<Delete> for StoreActor {
 /// Delete every token; the reply is how many there were.
 #[derive(Message)]
 #[rtype(result = "Result<u64, StoreError>")]
-pub struct DeleteAll;
+pub struct DeleteAll {
+    /// The client's user, for the log.
+    pub uid: u32,
+}
 
 impl Handler<DeleteAll> for StoreActor {
     type Result = ResponseFuture<Result<u64, StoreError>>;
 
-    fn handle(&mut self, _: DeleteAll, ctx: &mut Self::Context) -> Self::Result {
-        write_reply(self, ctx, Write::DeleteAll, |o| match o {
+    fn handle(&mut self, msg: DeleteAll, ctx: &mut Self::Context) -> Self::Result {
+        let deleted = write_reply(self, ctx, Write::DeleteAll, |o| match o {
             Outcome::DeletedAll(n) => Some(n),
             _ => None,
+        });
+        Box::pin(async move {
+            let deleted = deleted.await;
+            if let Ok(n) = deleted {
+                tracing::info!(uid = msg.uid, deleted = n, "a client deleted every token");
+            }
+            deleted
         })
     }
 }

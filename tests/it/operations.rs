@@ -277,3 +277,20 @@ fn optional_arguments_may_be_null() {
     assert_eq!(result["tokens"].as_array().unwrap().len(), 1, "{result}");
     assert_eq!(result["next"], Value::Null, "{result}");
 }
+
+#[test]
+fn a_delete_is_logged_even_when_its_client_hangs_up_before_the_reply() {
+    let daemon = Daemon::start();
+    daemon.client().save(token("hangup", 1));
+    // A save whose reply outgrows the socket's buffer, a delete behind it, and gone
+    // without reading: writing the first reply fails, and the connection ends.
+    let mut s = std::os::unix::net::UnixStream::connect(daemon.socket()).unwrap();
+    let big = json!({"op": "save_token", "token": {"user_name": "big", "refresh_token": "1000.r",
+        "redirect_url": "x".repeat(60_000)}});
+    let lines = format!("{big}\n{}\n", json!({"op": "delete_tokens"}));
+    s.write_all(lines.as_bytes()).unwrap();
+    drop(s);
+    crate::inproc::eventually("the delete to commit", || daemon.client().count() == 0);
+    let log = daemon.log();
+    assert!(log.contains("a client deleted every token"), "{log}");
+}
