@@ -28,10 +28,12 @@ const COLUMNS: &str = "id, user_name, client_id, client_secret, refresh_token, a
      last_used_at, state, failures, last_error, next_refresh_at, version, expiry_set_at, \
      throttles";
 
-/// Rows the provider throttled, through schema v8's small index of them.
+/// Rows whose last answer was the provider's throttle, through schema v8's small index
+/// of rows with a run of throttles. (A run a 5xx or a timeout interrupted is left out:
+/// the block's state is unknown, and the row waits out its backoff anyway.)
 pub(super) const THROTTLED: &str =
     "SELECT refresh_token, coalesce(next_refresh_at, 0), throttles FROM tokens \
-     WHERE throttles > 0 AND refresh_token IS NOT NULL";
+     WHERE throttles > 0 AND last_error = 'throttled' AND refresh_token IS NOT NULL";
 
 /// The open database. Not `Sync`: it lives on the store actor's thread.
 pub struct Db {

@@ -93,7 +93,10 @@ pub(super) async fn run(
     // again now is what the wait is there to prevent. `refresh` forces past a backoff
     // (within budget), never past a throttle: Zoho lifts its block only after quiet
     // minutes, and every call re-arms it.
-    let throttled = token.meta.throttles > 0;
+    // A row's count of throttles outlives a 5xx or a timeout (the block is not known to
+    // have lifted), but the wait it then has is a backoff, which `refresh` may force.
+    let throttled =
+        token.meta.throttles > 0 && token.meta.last_error.as_deref() == Some("throttled");
     if let Some(retry_at) = token
         .meta
         .next_refresh_at

@@ -167,7 +167,7 @@ impl RateBudget {
 
     /// The request of `ticket` got no answer from the provider (a network error, a 5xx,
     /// no accounts server): nothing is known of the block, so it stays, and the next
-    /// request after a backoff finds out.
+    /// request finds out (another row's at once, this row's after its backoff).
     pub fn unanswered(&mut self, refresh_token: &str, ticket: Ticket) {
         let key = RateBudget::key(refresh_token);
         if let Some(t) = self.throttled.get_mut(&key).filter(|t| ticket >= t.since) {

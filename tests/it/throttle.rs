@@ -263,3 +263,27 @@ fn after_a_restart_past_the_wait_one_request_finds_out_for_every_row() {
     assert_eq!(r["error"]["retry_at"], T0 + 50 * MINUTE, "{r}");
     assert_eq!(zoho.count(), 2);
 }
+
+#[test]
+fn once_another_row_got_a_token_a_row_whose_probe_failed_is_not_held_as_throttled() {
+    // a throttled; a's probe at the end of the wait gets a 503; b then gets a token: the
+    // block is over. a's own wait is a backoff now, which `refresh` may force, and no
+    // restart brings the block back.
+    let zoho = FakeZoho::start(|_, _, n| match n {
+        2 => (503, "unavailable".to_owned()),
+        3..=5 => grant(&format!("SECRET-new-{n}"), None),
+        _ => throttled(),
+    });
+    let (d, mut c, ids) = throttled_rows(&zoho, &["a", "b"]);
+    advance_to(&d, T0 + 15 * MINUTE);
+    let r = c.request(json!({"op": "refresh", "token_id": ids[0]}));
+    assert_eq!(r["error"]["code"], "refresh_failed", "{r}");
+    c.ok(json!({"op": "refresh", "token_id": ids[1]}));
+    drop(c);
+    let (dir, config) = d.stop();
+    let d = InProcess::start_in(dir, config, Clock::manual(T0 + 15 * MINUTE));
+    let mut c = d.client();
+    c.ok(json!({"op": "refresh", "token_id": ids[1]}));
+    c.ok(json!({"op": "refresh", "token_id": ids[0]}));
+    assert_eq!(zoho.count(), 5);
+}

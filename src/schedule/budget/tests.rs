@@ -78,6 +78,7 @@ fn a_refund_gives_back_the_last_spend_and_a_closed_budget_refuses_until_it_opens
         "the refunded ones count for nothing"
     );
     b.close_until(5_000);
+    b.close_until(3_000); // a second read that failed, with a shorter wait
     assert_eq!(take(&mut b, "r2", 4_999, &c), refused_until(5_000));
     assert_eq!(take(&mut b, "r2", 5_000, &c), Ok(()));
 }
@@ -143,6 +144,21 @@ fn answers_to_requests_sent_before_a_throttle_was_known_change_nothing() {
     b.answered("r1", two);
     b.unanswered("r1", two);
     assert_eq!(take(&mut b, "r1", MINUTE, &c), refused_until(15 * MINUTE));
+}
+
+#[test]
+fn a_failed_request_from_before_the_throttle_does_not_let_a_second_probe_out() {
+    let c = cfg();
+    let mut b = RateBudget::default();
+    let (stale, first) = (ticket(&mut b, "r1", 0, &c), ticket(&mut b, "r1", 0, &c));
+    b.throttled("r1", 0, first, 0, &c);
+    ticket(&mut b, "r1", 15 * MINUTE, &c); // the probe, under way
+    b.unanswered("r1", stale);
+    let backoff = c.backoff_initial.as_millis() as i64;
+    assert_eq!(
+        take(&mut b, "r1", 15 * MINUTE, &c),
+        refused_until(15 * MINUTE + backoff)
+    );
 }
 
 #[test]
