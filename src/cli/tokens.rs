@@ -76,8 +76,17 @@ pub fn list(c: &mut Client, as_json: bool) -> anyhow::Result<String> {
 
 /// One token's fields and state; secrets masked unless `reveal`.
 pub fn show(c: &mut Client, id: &str, reveal: bool, as_json: bool) -> anyhow::Result<String> {
-    // A look, not a use: it must not keep the session alive for the idle timeout.
-    let found = answer(c.call("find_token_by_id", json!({"token_id": id, "peek": true})))?;
+    // A look, not a use: it must not keep the session alive for the idle timeout. A
+    // daemon from before `peek` (upgraded, not yet restarted) refuses it: then a lookup.
+    let found = match c.call("find_token_by_id", json!({"token_id": id, "peek": true})) {
+        Err(ClientError::Daemon { code, message, .. })
+            if code == "bad_request" && message.contains("`peek`") =>
+        {
+            c.call("find_token_by_id", json!({"token_id": id}))
+        }
+        other => other,
+    };
+    let found = answer(found)?;
     let token = match &found["token"] {
         Value::Null => anyhow::bail!("no token with id {id}; see `tokend tokens list` for the ids"),
         t if reveal => t.clone(),

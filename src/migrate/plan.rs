@@ -35,9 +35,13 @@ pub fn plan(
     };
     let before = &index.tokens[i];
     let stored_id = before.id.clone().unwrap_or_default();
+    // Any client can choose a stored id: one holding a newline must not forge a line of
+    // this report.
+    let shown = stored_id.escape_debug();
     if let Some(id) = token.id.as_deref().filter(|id| *id != stored_id) {
+        let id = id.escape_debug();
         notes.push(format!(
-            "{at}: matches stored token {stored_id} (same user or tokens), which keeps its id; the file's id {id} is not used"
+            "{at}: matches stored token {shown} (same user or tokens), which keeps its id; the file's id {id} is not used"
         ));
     }
     let mut after = before.clone();
@@ -52,9 +56,10 @@ pub fn plan(
     {
         if holder != i {
             let other = index.tokens[holder].id.clone().unwrap_or_default();
+            let other = other.escape_debug();
             problems.push(
                 at,
-                format!("its id is stored token {stored_id}, but its user_name belongs to stored token {other}: tokend would refuse it"),
+                format!("its id is stored token {shown}, but its user_name belongs to stored token {other}: tokend would refuse it"),
             );
             return Action::Unchanged;
         }
@@ -69,7 +74,7 @@ pub fn plan(
     if other_user && token.id.as_deref() == Some(stored_id.as_str()) {
         problems.push(
             at,
-            format!("its id {stored_id} is stored for another user, whose tokens saving it would overwrite (ids from another application's store?); clear its id in the file to import it under a new one"),
+            format!("its id {shown} is stored for another user, whose tokens saving it would overwrite (ids from another application's store?); clear its id in the file to import it under a new one"),
         );
         return Action::Unchanged;
     }
@@ -202,6 +207,19 @@ mod tests {
         by_refresh.access_token = Some("a2".into());
         assert_eq!(run(&mut index, &by_refresh).0, Action::Update);
         assert_eq!(index.tokens[1].access_token.as_deref(), Some("a2"));
+    }
+
+    #[test]
+    fn a_stored_id_holding_a_newline_cannot_forge_a_line_of_the_report() {
+        let forged = "7\nimported 999: all tokens verified OK";
+        let mut index = stored(&[t(forged, "u1", "r1")]);
+        let (_, _, notes) = run(&mut index, &t("9", "u1", "r1"));
+        assert_eq!(notes.len(), 1);
+        assert!(!notes[0].contains('\n'), "{notes:?}");
+        assert!(
+            notes[0].contains("stored token 7\\nimported 999"),
+            "{notes:?}"
+        );
     }
 
     #[test]

@@ -120,6 +120,13 @@ fn control_characters_a_client_stored_reach_the_terminal_escaped() {
         assert!(raw.is_empty(), "raw {raw:?} in:\n{out}");
     }
     assert!(shown.contains("evil\\u001b[2J"), "escaped visibly: {shown}");
+    // The newline inside the value forged no row.
+    assert_eq!(
+        outputs[0].lines().count(),
+        2,
+        "a header and one row:\n{}",
+        outputs[0]
+    );
     // Scripts still get the stored value.
     let listed: Value = serde_json::from_str(&outputs[2]).unwrap();
     assert_eq!(listed[0]["user_name"], hostile);

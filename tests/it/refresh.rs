@@ -203,6 +203,8 @@ fn a_new_api_domain_ends_a_failure_state_but_not_a_throttle() {
     let r = c.request(json!({"op": "refresh", "token_id": id}));
     assert_eq!(r["error"]["code"], "throttled", "{r}");
     c.save(json!({"id": id, "api_domain": zoho.url}));
+    // Kept on the row too, so that a restart reads it back.
+    assert!(!meta(&mut c, &id)["next_refresh_at"].is_null());
     let r = c.request(json!({"op": "refresh", "token_id": id}));
     assert_eq!(r["error"]["code"], "throttled", "{r}");
     assert_eq!(zoho.count(), 2);

@@ -119,7 +119,12 @@ class TokendStore(TokenStore):
             # environment's (`OAuthToken.get_token`); the daemon needs it stored to know
             # where to refresh.
             patch = {"id": stored["id"], "api_domain": api_domain}
-            stored = self._call("save_token", token=patch)["token"]
+            try:
+                stored = self.client.request("save_token", token=patch)["token"]
+            except TokendError as e:
+                if e.code != "incomplete_token":  # deleted meanwhile: hand over what was read
+                    raise SDKException(Constants.TOKEN_STORE, f"tokend save_token failed: {e}") from e
+                return stored
         try:
             fresh = self.client.request("access_token", token_id=stored["id"])
         except TokendError as e:
