@@ -1,6 +1,8 @@
 //! The SQLite database behind the store actor: opening it and every query. The schema
 //! and its migrations are in `db/schema.rs`, writes in `db/write.rs` (a save's rules in
-//! `db/save.rs`), the cleanup's scan in `db/scan.rs`, the files' modes in `db/files.rs`.
+//! `db/save.rs`), the cleanup's scan in `db/scan.rs`, the files' modes and identity in
+//! `db/files.rs`, what the refresher reads back of the provider's limits in
+//! `db/budget.rs`.
 //!
 //! Only the store actor uses this module, so its thread is the only place SQL runs.
 //! Every value is bound as a parameter; no value is ever formatted into SQL.
@@ -27,13 +29,6 @@ const COLUMNS: &str = "id, user_name, client_id, client_secret, refresh_token, a
      grant_token, expiry_time, redirect_url, api_domain, created_at, updated_at, \
      last_used_at, state, failures, last_error, next_refresh_at, version, expiry_set_at, \
      throttles";
-
-/// Rows whose last answer was the provider's throttle, through schema v8's small index
-/// of rows with a run of throttles. (A run a 5xx or a timeout interrupted is left out:
-/// the block's state is unknown, and the row waits out its backoff anyway.)
-pub(super) const THROTTLED: &str =
-    "SELECT refresh_token, coalesce(next_refresh_at, 0), throttles FROM tokens \
-     WHERE throttles > 0 AND last_error = 'throttled' AND refresh_token IS NOT NULL";
 
 /// The open database. Not `Sync`: it lives on the store actor's thread.
 pub struct Db {
@@ -180,28 +175,6 @@ impl Db {
         Ok(())
     }
 
-    /// The refresh budget's spending since `since` (schema v6): (token hash, time), oldest
-    /// first.
-    pub fn spent_since(&self, since: i64) -> Result<Vec<(i64, i64)>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT token_hash, at FROM refresh_spent WHERE at >= ?1 ORDER BY at",
-        )?;
-        let rows = stmt.query_map([since], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// The provider's throttles as rows recorded them (`THROTTLED`): (refresh token
-    /// hash, end of the wait, throttles in a row). A wait that has ended still counts:
-    /// nobody has yet found out whether the block lifted.
-    pub fn throttled(&self) -> Result<Vec<(i64, i64, u32)>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(THROTTLED)?;
-        let rows = stmt.query_map([], |r| {
-            let refresh_token: String = r.get(0)?;
-            Ok((access_hash(&refresh_token), r.get(1)?, r.get(2)?))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
     pub fn count(&self) -> Result<u64, StoreError> {
         let mut stmt = self.conn.prepare_cached("SELECT count(*) FROM tokens")?;
         Ok(stmt.query_row([], |r| r.get(0))?)
@@ -322,6 +295,7 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<StoredToken> {
     })
 }
 
+mod budget;
 mod files;
 mod save;
 mod scan;

@@ -13,6 +13,7 @@
 //! are in `requests.rs`; loading the budget and the schedule at start, in `load.rs`.
 
 mod attempt;
+mod error;
 mod load;
 mod requests;
 
@@ -32,7 +33,7 @@ use crate::oauth::OAuthClient;
 use crate::schedule::{deadline, Deadlines, RateBudget, ScheduleInput};
 use crate::store::{self, StoreActor};
 
-pub use attempt::RefreshError;
+pub use error::RefreshError;
 pub use requests::{AccessToken, GetStatus, Reconfigure, Refresh, Shutdown, Status};
 
 /// What a refresh attempt needs, shared with the attempts under way.

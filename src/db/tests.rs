@@ -402,7 +402,7 @@ fn lookups_by_key_use_an_index() {
         "a schedule page walks the paging index from the cursor, with no sort"
     );
     assert_eq!(
-        plan(super::THROTTLED, &[]),
+        plan(super::budget::THROTTLED, &[]),
         ["SEARCH tokens USING INDEX tokens_throttled (throttles>?)"],
         "the throttled rows are read from their own index, not by reading every row"
     );

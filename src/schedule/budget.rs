@@ -148,11 +148,11 @@ impl RateBudget {
         let until = (now + throttle_wait(before, cfg).as_millis() as i64).max(t.until);
         *t = Throttle {
             until,
-            count: before + 1,
+            count: before.saturating_add(1),
             since,
             probing: false,
         };
-        (until, before + 1)
+        (until, before.saturating_add(1))
     }
 
     /// The provider answered the request of `ticket` with a token or a refusal of the
