@@ -59,20 +59,17 @@ pub(super) async fn run(
             Latest::Stored(ScheduleInput::of(&token)),
         );
     }
-    // A caller does not get to cut a backoff or a throttle short: asking the provider
-    // again now is what the wait is there to prevent. `refresh` forces past a backoff
-    // (within budget), never past a throttle: Zoho lifts its block only after quiet
-    // minutes, and every call re-arms it.
-    // A row's count of throttles outlives a 5xx or a timeout (the block is not known to
-    // have lifted), but the wait it then has is a backoff, which `refresh` may force.
-    let throttled =
-        token.meta.throttles > 0 && token.meta.last_error.as_deref() == Some("throttled");
+    // A caller does not get to cut the row's wait short: asking the provider again now
+    // is what the wait is there to prevent. `refresh` forces past a backoff (within
+    // budget), never past a throttle: Zoho lifts its block only after quiet minutes, and
+    // every call re-arms it. That the budget enforces, for every row holding the refresh
+    // token (`RateBudget::take`), so it is not checked here again.
     if let Some(retry_at) = token
         .meta
         .next_refresh_at
-        .filter(|&at| (!force || throttled) && at > deps.clock.now_ms())
+        .filter(|&at| !force && at > deps.clock.now_ms())
     {
-        let error = if throttled {
+        let error = if token.meta.last_error.as_deref() == Some("throttled") {
             RefreshError::Throttled { retry_at }
         } else {
             RefreshError::Failed {
