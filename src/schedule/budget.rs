@@ -28,10 +28,10 @@ pub struct RateBudget {
 
 /// One refresh `take` allowed, to hand back with its answer. Tickets only grow, so an
 /// answer can be told apart from one to a request sent before a throttle was known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ticket(u64);
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Throttle {
     /// No request before this.
     until: i64,
@@ -134,12 +134,7 @@ impl RateBudget {
         let t = self
             .throttled
             .entry(RateBudget::key(refresh_token))
-            .or_insert(Throttle {
-                until: now,
-                count: 0,
-                since: Ticket(0),
-                probing: false,
-            });
+            .or_default();
         if ticket < t.since {
             return (t.until, t.count.max(row_count));
         }
@@ -183,12 +178,7 @@ impl RateBudget {
     /// A throttle recorded on a row before this run, with its wait ending at `until`
     /// (perhaps ended already: then the first request finds out for every row).
     pub fn record_throttle(&mut self, key: i64, until: i64, count: u32) {
-        let t = self.throttled.entry(key).or_insert(Throttle {
-            until,
-            count,
-            since: Ticket(0),
-            probing: false,
-        });
+        let t = self.throttled.entry(key).or_default();
         t.until = t.until.max(until);
         t.count = t.count.max(count);
     }
