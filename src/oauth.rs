@@ -18,8 +18,8 @@ use serde_json::{Map, Value};
 mod endpoints;
 
 pub(crate) use endpoints::accounts_base;
-pub use endpoints::Endpoints;
 use endpoints::Resolver;
+pub use endpoints::{http_url, Endpoints};
 
 #[cfg(test)]
 mod tests;

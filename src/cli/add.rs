@@ -143,11 +143,9 @@ pub fn add(socket: &Path, config: &Config, args: AddArgs, as_json: bool) -> anyh
 /// A URL flag's value, refused unless it is an http(s) URL with a host: checked before
 /// the grant code is asked for, which a mistake here would waste (codes are single-use).
 fn http_url(s: &str) -> Result<String, String> {
-    match reqwest::Url::parse(s) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
-            Ok(s.to_owned())
-        }
-        _ => Err("not an http:// or https:// URL with a host".to_owned()),
+    match tokend::oauth::http_url(s) {
+        Some(_) => Ok(s.to_owned()),
+        None => Err("not an http:// or https:// URL with a host".to_owned()),
     }
 }
 

@@ -72,7 +72,7 @@ impl Resolver {
 }
 
 /// `url` if it is an http(s) URL with a host.
-fn http_url(url: &str) -> Option<Url> {
+pub fn http_url(url: &str) -> Option<Url> {
     let url = Url::parse(url.trim()).ok()?;
     (matches!(url.scheme(), "http" | "https") && url.host_str().is_some()).then_some(url)
 }
