@@ -88,6 +88,13 @@ impl InProcess {
         (self.dir.take().unwrap(), self.config.clone())
     }
 
+    /// Stops, then starts again on the same directory and configuration, its clock at
+    /// `at`.
+    pub fn restart_at(self, at: i64) -> InProcess {
+        let (dir, config) = self.stop();
+        InProcess::start_in(dir, config, Clock::manual(at))
+    }
+
     fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -2,7 +2,6 @@
 //! tokens, and lifts the block only after quiet minutes that every request re-arms.
 
 use serde_json::json;
-use tokend::clock::Clock;
 
 use crate::fake_zoho::{grant, throttled, FakeZoho};
 use crate::helpers::{id_of, Client};
@@ -110,8 +109,7 @@ fn a_throttle_holds_every_token_holding_the_refresh_token_across_a_restart() {
     let zoho = FakeZoho::throttling();
     let (d, c, ids) = throttled_rows(&zoho, &["a", "b"]);
     drop(c);
-    let (dir, config) = d.stop();
-    let d = InProcess::start_in(dir, config, Clock::manual(T0 + 5 * MINUTE));
+    let d = d.restart_at(T0 + 5 * MINUTE);
     let r = d
         .client()
         .request(json!({"op": "access_token", "token_id": ids[1]}));
@@ -250,8 +248,7 @@ fn after_a_restart_past_the_wait_one_request_finds_out_for_every_row() {
     let zoho = FakeZoho::throttling();
     let (d, c, ids) = throttled_rows(&zoho, &["a", "b", "x"]);
     drop(c);
-    let (dir, config) = d.stop();
-    let d = InProcess::start_in(dir, config, Clock::manual(T0 + 20 * MINUTE));
+    let d = d.restart_at(T0 + 20 * MINUTE);
     let mut c = d.client();
     let r = c.request(json!({"op": "refresh", "token_id": ids[1]}));
     assert_eq!(
@@ -280,8 +277,7 @@ fn once_another_row_got_a_token_a_row_whose_probe_failed_is_not_held_as_throttle
     assert_eq!(r["error"]["code"], "refresh_failed", "{r}");
     c.ok(json!({"op": "refresh", "token_id": ids[1]}));
     drop(c);
-    let (dir, config) = d.stop();
-    let d = InProcess::start_in(dir, config, Clock::manual(T0 + 15 * MINUTE));
+    let d = d.restart_at(T0 + 15 * MINUTE);
     let mut c = d.client();
     c.ok(json!({"op": "refresh", "token_id": ids[1]}));
     c.ok(json!({"op": "refresh", "token_id": ids[0]}));
